@@ -1,0 +1,45 @@
+"""The ``netdiff`` command line. Each import line below registers one command."""
+
+from __future__ import annotations
+
+import sys
+
+from netdiff.cli.app import DEBUG, app
+
+from netdiff.cli import compare  # noqa: E402,F401  (registration)
+from netdiff.cli import dump  # noqa: E402,F401
+from netdiff.cli import inspect  # noqa: E402,F401
+from netdiff.cli import demo  # noqa: E402,F401
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script: user errors become one line on stderr and exit 2."""
+    from netdiff.errors import NetdiffError
+
+    try:
+        app(args=argv, prog_name="netdiff", standalone_mode=False)
+    except NetdiffError as e:
+        if DEBUG["enabled"]:
+            raise
+        print(f"netdiff: error: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:
+        return int(e.code or 0) if isinstance(e.code, int) else 2
+    except KeyboardInterrupt:
+        print("netdiff: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(e, click.exceptions.Exit):
+            return e.exit_code
+        if isinstance(e, click.ClickException):
+            e.show()
+            return 2
+        if isinstance(e, click.exceptions.Abort):
+            return 130
+        raise
+    return 0
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,130 @@
+"""The reader template and registry: one module per dump format, one registration line each."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from netdiff.errors import DumpFormatError
+from netdiff.types import Dump
+
+_READERS: dict[str, type[Reader]] = {}
+
+
+class Reader:
+    """Base of every dump reader.
+
+    Subclasses set ``name`` (through :func:`register_reader`), implement :meth:`sniff` and
+    :meth:`_read`, and may declare ``options`` they accept (name -> help). :meth:`read`
+    validates the path and the returned :class:`Dump` in one place.
+    """
+
+    name: ClassVar[str] = ""
+    #: Higher wins when several readers recognise the same path.
+    priority: ClassVar[int] = 0
+    #: Reader-specific options: keyword name -> one-line help.
+    options: ClassVar[dict[str, str]] = {}
+
+    def sniff(self, path: Path) -> bool:
+        """Return True when ``path`` looks like this format (cheap: names and headers only)."""
+        raise NotImplementedError
+
+    def _read(self, path: Path, **options: Any) -> Dump:
+        raise NotImplementedError
+
+    def read(self, path: str | Path, **options: Any) -> Dump:
+        """Read ``path`` into a :class:`Dump` (data stays lazy).
+
+        Raises:
+            DumpFormatError: The path is missing or not a valid dump of this format.
+        """
+        path = Path(path)
+        if not path.exists():
+            raise DumpFormatError(f"{path}: no such file or directory")
+        unknown = set(k for k, v in options.items() if v is not None) - set(self.options)
+        if unknown:
+            raise DumpFormatError(f"{path}: option(s) {', '.join(sorted(unknown))} do not apply to "
+                                  f"format '{self.name}'")
+        dump = self._read(path, **{k: v for k, v in options.items() if v is not None})
+        return _checked(dump, path, self.name)
+
+
+def _checked(dump: Dump, path: Path, name: str) -> Dump:
+    if not isinstance(dump, Dump):
+        raise TypeError(f"reader {name} returned {type(dump).__name__}, not Dump")
+    if not dump.format:
+        dump.format = name
+    if not dump.source:
+        dump.source = str(path)
+    for key, tensor in dump.tensors.items():
+        if key != tensor.name:
+            raise TypeError(f"reader {name}: tensor key {key!r} differs from its name {tensor.name!r}")
+    if not dump.tensors:
+        raise DumpFormatError(f"{path}: no tensors found in this {name} dump")
+    return dump
+
+
+R = TypeVar("R", bound=type[Reader])
+
+
+def register_reader(name: str) -> Callable[[R], R]:
+    """Class decorator: register a :class:`Reader` subclass under a kebab-case ``name``."""
+
+    def decorate(cls: R) -> R:
+        if not issubclass(cls, Reader):
+            raise TypeError(f"{cls.__name__} must subclass Reader")
+        if name in _READERS:
+            raise ValueError(f"reader {name!r} is already registered")
+        cls.name = name
+        _READERS[name] = cls
+        return cls
+
+    return decorate
+
+
+def reader_names() -> list[str]:
+    """Registered reader keys, sorted."""
+    return sorted(_READERS)
+
+
+def get_reader(name: str) -> Reader:
+    """Return a reader instance by key.
+
+    Raises:
+        DumpFormatError: No reader has that key (the message lists the known ones).
+    """
+    try:
+        return _READERS[name]()
+    except KeyError:
+        known = textwrap.fill(", ".join(reader_names()), 100)
+        raise DumpFormatError(f"unknown dump format '{name}'; known formats: {known}") from None
+
+
+def detect_format(path: str | Path) -> str:
+    """Return the key of the reader that recognises ``path``.
+
+    Raises:
+        DumpFormatError: No reader recognises it (the message lists the formats tried).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DumpFormatError(f"{path}: no such file or directory")
+    hits = []
+    for key, cls in _READERS.items():
+        try:
+            if cls().sniff(path):
+                hits.append((cls.priority, key))
+        except OSError:
+            continue
+    if not hits:
+        raise DumpFormatError(f"{path}: not a recognised dump (tried: {', '.join(reader_names())}); "
+                              "use --target-format/--reference-format to force one")
+    return max(hits)[1]
+
+
+def read_dump(path: str | Path, format: str | None = None, **options: Any) -> Dump:
+    """Read a dump, detecting its format unless ``format`` is given."""
+    key = format or detect_format(path)
+    return get_reader(key).read(path, **options)

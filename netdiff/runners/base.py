@@ -1,0 +1,119 @@
+"""The model template and runner registry: a runner turns a model file into a :class:`Model`."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from netdiff.errors import ModelError
+from netdiff.types import Dump
+
+_RUNNERS: dict[str, type[Model]] = {}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A model input: name, shape (None or a string for a dynamic dim) and numpy dtype."""
+
+    name: str
+    shape: tuple[int | str | None, ...]
+    dtype: str
+
+    @property
+    def is_static(self) -> bool:
+        """True when every dimension is a known integer."""
+        return all(isinstance(d, int) and d > 0 for d in self.shape)
+
+
+class Model:
+    """A model that can be executed with every intermediate tensor captured.
+
+    Subclasses set ``suffixes`` and implement :meth:`input_specs` and :meth:`_run`. Build one
+    with :func:`load_model`; construction is cheap, work happens in :meth:`run`.
+    """
+
+    name: ClassVar[str] = ""
+    #: File suffixes this runner recognises (lower case, with the dot).
+    suffixes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, path: str | Path, **options: Any) -> None:
+        self.path = Path(path)
+        self.options = options
+
+    @classmethod
+    def sniff(cls, path: Path) -> bool:
+        """Return True when ``path`` is a model this runner executes."""
+        return path.is_file() and path.suffix.lower() in cls.suffixes
+
+    def input_specs(self) -> list[InputSpec]:
+        """The inputs the model needs."""
+        raise NotImplementedError
+
+    def _run(self, feeds: dict[str, np.ndarray], on_tensor: Callable[[str], None] | None) -> Dump:
+        raise NotImplementedError
+
+    def run(self, feeds: Mapping[str, np.ndarray], on_tensor: Callable[[str], None] | None = None) -> Dump:
+        """Run on ``feeds`` and return every intermediate tensor (graph inputs included)."""
+        dump = self._run(dict(feeds), on_tensor)
+        dump.format = dump.format or self.name
+        dump.source = dump.source or str(self.path)
+        return dump
+
+    def onnx_model(self) -> Any:
+        """The executed ONNX ModelProto (used to re-run single nodes), or None."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """Header facts for reports."""
+        return {"path": str(self.path), "format": self.name, "kind": "model"}
+
+
+M = TypeVar("M", bound=type[Model])
+
+
+def register_runner(name: str) -> Callable[[M], M]:
+    """Class decorator: register a :class:`Model` subclass under a kebab-case ``name``."""
+
+    def decorate(cls: M) -> M:
+        if name in _RUNNERS:
+            raise ValueError(f"runner {name!r} is already registered")
+        cls.name = name
+        _RUNNERS[name] = cls
+        return cls
+
+    return decorate
+
+
+def runner_names() -> list[str]:
+    """Registered runner keys, sorted."""
+    return sorted(_RUNNERS)
+
+
+def find_runner(path: str | Path) -> str | None:
+    """Return the runner key for a model file, or None when ``path`` is not a model."""
+    path = Path(path)
+    for key, cls in _RUNNERS.items():
+        if cls.sniff(path):
+            return key
+    return None
+
+
+def load_model(path: str | Path, format: str | None = None, **options: Any) -> Model:
+    """Return a :class:`Model` for ``path`` (format detected from the file unless given).
+
+    Raises:
+        ModelError: The file is missing or no runner handles it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"{path}: no such file")
+    key = format or find_runner(path)
+    if key is None or key not in _RUNNERS:
+        known = textwrap.fill(", ".join(runner_names()), 100)
+        raise ModelError(f"{path}: not a model netdiff can run (runners: {known})")
+    return _RUNNERS[key](path, **{k: v for k, v in options.items() if v is not None})

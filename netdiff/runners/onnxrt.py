@@ -1,0 +1,199 @@
+"""Run an ONNX model with onnxruntime (CPU) and capture every node output."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netdiff._lazy import lazy_import
+from netdiff.errors import InputError, ModelError, ReferenceRunError
+from netdiff.runners.base import InputSpec, Model, register_runner
+from netdiff.types import Dump, Tensor
+
+onnx = lazy_import("onnx")
+ort = lazy_import("onnxruntime")
+
+_ONNX_TO_NUMPY = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64",
+                  9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64"}
+
+
+@dataclass(frozen=True)
+class NodeOutput:
+    """Where a tensor of the graph comes from."""
+
+    name: str
+    op_type: str
+    node_name: str
+    order: int
+    inputs: tuple[str, ...]
+
+
+@register_runner("onnx")
+class OnnxModel(Model):
+    """An ONNX model run by onnxruntime on the CPU with graph optimizations disabled."""
+
+    suffixes = (".onnx",)
+
+    def __init__(self, path: str | Path | None = None, model: Any = None, **options: Any) -> None:
+        super().__init__(path or "<in-memory model>", **options)
+        self._model = model
+
+    @classmethod
+    def from_proto(cls, model: Any, label: str = "<in-memory model>") -> OnnxModel:
+        """Wrap an in-memory ModelProto."""
+        instance = cls(label, model=model)
+        return instance
+
+    def onnx_model(self) -> Any:
+        if self._model is None:
+            self._model = load_onnx(self.path)
+        return self._model
+
+    def input_specs(self) -> list[InputSpec]:
+        return graph_input_specs(self.onnx_model())
+
+    def describe(self) -> dict[str, Any]:
+        model = self.onnx_model()
+        return {"path": str(self.path), "format": self.name, "kind": "model", "nodes": len(model.graph.node),
+                "opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None)}
+
+    def _run(self, feeds: dict[str, np.ndarray], on_tensor: Callable[[str], None] | None) -> Dump:
+        model = self.onnx_model()
+        outputs = node_outputs(model)
+        specs = {s.name: s for s in graph_input_specs(model)}
+        check_feeds(feeds, specs)
+        session = make_session(with_all_outputs(model, [o.name for o in outputs]))
+        names = [o.name for o in outputs]
+        try:
+            values = session.run(names, feeds)
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise ReferenceRunError(f"{self.path}: onnxruntime failed: {str(e).splitlines()[0]}") from e
+        tensors: dict[str, Tensor] = {}
+        for name, spec in specs.items():
+            tensors[name] = Tensor.from_array(name, np.asarray(feeds[name]), op_type="Input", order=0,
+                                              source="input")
+        for out, value in zip(outputs, values):
+            tensors[out.name] = Tensor.from_array(out.name, np.asarray(value), op_type=out.op_type,
+                                                  order=out.order, inputs=out.inputs,
+                                                  meta={"node": out.node_name}, source="onnxruntime")
+            if on_tensor is not None:
+                on_tensor(out.name)
+        graph_outputs = [o.name for o in model.graph.output]
+        return Dump(tensors=tensors, source=str(self.path), format=self.name, graph_inputs=list(specs),
+                    graph_outputs=graph_outputs)
+
+
+def load_onnx(path: str | Path) -> Any:
+    """Load an ONNX model (external data included) or raise ModelError."""
+    path = Path(path)
+    try:
+        return onnx.load(str(path))
+    except FileNotFoundError as e:
+        raise ModelError(f"{path}: external data file missing ({e.filename})") from e
+    except Exception as e:  # protobuf DecodeError and friends
+        raise ModelError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
+
+
+def node_names(model: Any) -> list[str]:
+    """Node names with stable synthetic names ("<op_type>_<index>") for unnamed nodes."""
+    used = {n.name for n in model.graph.node if n.name}
+    names = []
+    for i, node in enumerate(model.graph.node):
+        name = node.name
+        if not name:
+            name = f"{node.op_type}_{i}"
+            while name in used:
+                name += "_"
+            used.add(name)
+        names.append(name)
+    return names
+
+
+def node_outputs(model: Any) -> list[NodeOutput]:
+    """Every named node output in topological order (graph inputs excluded)."""
+    graph = model.graph
+    initializers = {i.name for i in graph.initializer}
+    result = []
+    for i, (node, name) in enumerate(zip(graph.node, node_names(model))):
+        inputs = tuple(x for x in node.input if x and x not in initializers)
+        for out in node.output:
+            if out:
+                result.append(NodeOutput(out, node.op_type, name, i + 1, inputs))
+    return result
+
+
+def graph_input_specs(model: Any) -> list[InputSpec]:
+    """Inputs that need feeding (initializers listed as inputs are skipped)."""
+    initializers = {i.name for i in model.graph.initializer}
+    specs = []
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        ttype = value.type.tensor_type
+        dims: list[int | str | None] = []
+        for d in ttype.shape.dim:
+            if d.HasField("dim_value") and d.dim_value > 0:
+                dims.append(int(d.dim_value))
+            else:
+                dims.append(d.dim_param or None)
+        specs.append(InputSpec(value.name, tuple(dims), _ONNX_TO_NUMPY.get(ttype.elem_type, "float32")))
+    return specs
+
+
+def check_feeds(feeds: dict[str, np.ndarray], specs: dict[str, InputSpec]) -> None:
+    """Raise InputError when feeds miss an input or disagree with its declared rank/shape."""
+    missing = [n for n in specs if n not in feeds]
+    if missing:
+        raise InputError(f"missing input(s) {', '.join(missing)}; the model needs: "
+                         + ", ".join(f"{s.name}{list(s.shape)}" for s in specs.values()))
+    extra = [n for n in feeds if n not in specs]
+    if extra:
+        raise InputError(f"unknown input(s) {', '.join(extra)}; the model's inputs are: {', '.join(specs)}")
+    for name, spec in specs.items():
+        shape = np.shape(feeds[name])
+        ok = len(shape) == len(spec.shape) and all(
+            not isinstance(d, int) or d == s for d, s in zip(spec.shape, shape))
+        if not ok:
+            raise InputError(f"input {name}: shape {list(shape)} does not fit the model's {list(spec.shape)}")
+
+
+def with_all_outputs(model: Any, names: list[str]) -> Any:
+    """Return a copy of ``model`` whose graph outputs are ``names`` (every node output)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    existing = {o.name for o in copy.graph.output}
+    for name in names:
+        if name not in existing:
+            copy.graph.output.append(onnx.ValueInfoProto(name=name))
+    return copy
+
+
+def make_session(model: Any, optimize: bool = False) -> Any:
+    """Create a CPU InferenceSession for a ModelProto (external data handled beyond 2 GB)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    options.log_severity_level = 3
+    try:
+        try:
+            data = model.SerializeToString()
+        except ValueError:  # > 2 GB: go through a temporary file with external data
+            return _session_via_file(model, options)
+        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        if isinstance(e, (ModelError, ReferenceRunError)):
+            raise
+        raise ModelError(f"onnxruntime cannot load the model: {str(e).splitlines()[0]}") from e
+
+
+def _session_via_file(model: Any, options: Any) -> Any:
+    with tempfile.TemporaryDirectory(prefix="netdiff-") as tmp:
+        path = os.path.join(tmp, "model.onnx")
+        onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True, location="weights.bin")
+        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
