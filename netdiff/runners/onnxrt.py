@@ -32,6 +32,7 @@ class NodeOutput:
     node_name: str
     order: int
     inputs: tuple[str, ...]
+    output_index: int = 0
 
 
 @register_runner("onnx")
@@ -81,7 +82,7 @@ class OnnxModel(Model):
         for out, value in zip(outputs, values):
             tensors[out.name] = Tensor.from_array(out.name, np.asarray(value), op_type=out.op_type,
                                                   order=out.order, inputs=out.inputs,
-                                                  meta={"node": out.node_name}, source="onnxruntime")
+                                                  meta={"node": out.node_name, "output_index": out.output_index}, source="onnxruntime")
             if on_tensor is not None:
                 on_tensor(out.name)
         graph_outputs = [o.name for o in model.graph.output]
@@ -122,9 +123,9 @@ def node_outputs(model: Any) -> list[NodeOutput]:
     result = []
     for i, (node, name) in enumerate(zip(graph.node, node_names(model))):
         inputs = tuple(x for x in node.input if x and x not in initializers)
-        for out in node.output:
+        for k, out in enumerate(node.output):
             if out:
-                result.append(NodeOutput(out, node.op_type, name, i + 1, inputs))
+                result.append(NodeOutput(out, node.op_type, name, i + 1, inputs, k))
     return result
 
 
