@@ -1,0 +1,5 @@
+"""Target simulators. Each import line below registers one target kind."""
+
+from netdiff.simulators.base import Simulator, get_simulator, register_simulator, simulator_names
+
+__all__ = ["Simulator", "get_simulator", "register_simulator", "simulator_names"]
