@@ -10,6 +10,7 @@ from netdiff.cli import compare  # noqa: E402,F401  (registration)
 from netdiff.cli import dump  # noqa: E402,F401
 from netdiff.cli import inspect  # noqa: E402,F401
 from netdiff.cli import demo  # noqa: E402,F401
+from netdiff.cli import convert  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> int:

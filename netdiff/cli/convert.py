@@ -1,0 +1,34 @@
+"""``netdiff convert``: rewrite any readable dump as a netdiff dump directory or a Polygraphy JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from netdiff.cli.app import app
+
+
+@app.command("convert")
+def convert(
+    dump: Annotated[Path, typer.Argument(help="Dump file or directory to read (any registered format).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (netdiff) or .json file (polygraphy).")],
+    source_format: Annotated[Optional[str], typer.Option("--from", help="Input format; detected when omitted.")] = None,
+    to: Annotated[Optional[str], typer.Option("--to", help="Output format: netdiff or polygraphy "
+                                              "(default: polygraphy for a .json path, else netdiff).")] = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", help="Reader option key=value "
+                                                         "(repeatable), e.g. side=runtime.")] = None,
+    runner_name: Annotated[str, typer.Option("--runner-name", help="Runner name in a Polygraphy output.")] = "netdiff",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the output.")] = False,
+) -> None:
+    """Convert a dump (Ascend, NNIE, msit, RKNN, Polygraphy, npy, ...) to netdiff or Polygraphy format."""
+    from rich.console import Console
+
+    from netdiff.convert import convert_dump, parse_options
+
+    result = convert_dump(dump, out, source_format=source_format, to=to, options=parse_options(option),
+                          force=force, runner_name=runner_name)
+    extra = f" ({result.target_only} device-internal)" if result.target_only else ""
+    Console(highlight=False).print(f"wrote {result.tensors} tensors{extra} from {result.source_format} "
+                                   f"to {result.output} ({result.to})")
