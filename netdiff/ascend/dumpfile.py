@@ -1,0 +1,322 @@
+"""Ascend (ACL / GE) dump files: the binary layout and the ``DumpData`` protobuf header.
+
+Binary layout (msaccucmp ``-v 2``, the default)::
+
+    uint64 LE header_len | DumpData (header_len bytes, data fields empty) |
+    raw bytes of input[0..], output[0..], buffer[0..], space[0..] (no padding)
+
+and ``8 + header_len + sum(sizes) == file size``. The older "protobuf dump" (``-v 1``) is one
+``DumpData`` message with the tensor bytes inline. Both are decoded here by a small protobuf wire
+reader written from the ``toolkit.dumpdata`` schema (field numbers below), so no CANN install
+and no generated code are needed. Tensor bytes are never read here: records carry the absolute
+byte range, and :func:`netdiff.ascend.formats.load_record` maps it on demand.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from netdiff.errors import DumpFormatError
+
+#: Header lengths above this are implausible for a real dump (headers hold a few shapes).
+MAX_HEADER = 64 * 1024 * 1024
+
+# DumpData field numbers (toolkit.dumpdata, resource/dump_data.proto).
+_DD_VERSION, _DD_TIME, _DD_OUTPUT, _DD_INPUT, _DD_BUFFER, _DD_OP_NAME, _DD_ATTR, _DD_SPACE = 1, 2, 3, 4, 5, 6, 7, 8
+# Per message: field number -> record attribute. OpOutput and OpInput number data/size differently.
+_OUTPUT_FIELDS = {1: "data_type", 2: "format", 3: "shape", 4: "original_op", 5: "data", 6: "size",
+                  7: "original_shape", 8: "sub_format", 9: "address", 11: "offset"}
+_INPUT_FIELDS = {1: "data_type", 2: "format", 3: "shape", 4: "data", 5: "size", 6: "original_shape",
+                 7: "sub_format", 8: "address", 9: "offset"}
+_BUFFER_FIELDS = {1: "data_type", 2: "data", 3: "size"}  # buffer_type / space type stored as data_type
+_TAGS_START = {0x0A, 0x10, 0x1A, 0x22, 0x2A, 0x32, 0x3A, 0x42}  # first byte of a DumpData message
+
+
+class _WireError(ValueError):
+    """Malformed protobuf wire data (internal; turned into DumpFormatError)."""
+
+
+def _varint(buf: bytes | mmap.mmap | memoryview, pos: int, end: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= end:
+            raise _WireError("varint runs past the end of its message")
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+        if shift >= 70:
+            raise _WireError("varint longer than 10 bytes")
+
+
+def iter_fields(buf: bytes | mmap.mmap | memoryview, start: int, end: int):
+    """Yield ``(field_number, wire_type, value)`` of one message in ``buf[start:end]``.
+
+    ``value`` is an int for varint/fixed fields and an absolute ``(begin, stop)`` range for
+    length-delimited ones. Groups (wire types 3/4) are rejected.
+    """
+    pos = start
+    while pos < end:
+        key, pos = _varint(buf, pos, end)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise _WireError("field number 0")
+        if wire == 0:
+            value, pos = _varint(buf, pos, end)
+        elif wire == 1:
+            if pos + 8 > end:
+                raise _WireError("fixed64 runs past the end of its message")
+            value = struct.unpack_from("<Q", buf, pos)[0]
+            pos += 8
+        elif wire == 5:
+            if pos + 4 > end:
+                raise _WireError("fixed32 runs past the end of its message")
+            value = struct.unpack_from("<I", buf, pos)[0]
+            pos += 4
+        elif wire == 2:
+            length, pos = _varint(buf, pos, end)
+            if pos + length > end:
+                raise _WireError(f"field {number} declares {length} bytes but only {end - pos} remain")
+            value = (pos, pos + length)
+            pos += length
+        else:
+            raise _WireError(f"unsupported wire type {wire} (field {number})")
+        yield number, wire, value
+
+
+def _dims(buf, begin: int, end: int) -> tuple[int, ...]:
+    """Decode a ``Shape`` message (repeated uint64 dim = 1, packed or not)."""
+    dims: list[int] = []
+    for number, wire, value in iter_fields(buf, begin, end):
+        if number != 1:
+            continue
+        if wire == 0:
+            dims.append(value)
+        elif wire == 2:
+            pos, stop = value
+            while pos < stop:
+                d, pos = _varint(buf, pos, stop)
+                dims.append(d)
+        else:
+            raise _WireError("Shape.dim has a non-integer wire type")
+    return tuple(dims)
+
+
+def _text(buf, rng: tuple[int, int]) -> str:
+    return bytes(buf[rng[0]:rng[1]]).decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class TensorRecord:
+    """One tensor described by a dump header.
+
+    Attributes:
+        direction: "input", "output", "buffer" or "space".
+        index: Position within its direction.
+        data_type: ``OutputDataType`` code (buffer/space: their type enum).
+        format: ``OutputFormat`` code as stored (may pack C0/sub-format in upper bytes).
+        shape: Device shape.
+        original_shape: Framework shape, empty when the device did not record it.
+        sub_format: Group count for group-conv FRACTAL_Z, else 0.
+        size: Byte count of the tensor data.
+        offset: Absolute byte offset of the data in the file.
+        original_op: ``(name, output_index)`` from OpOutput.original_op, when present.
+    """
+
+    direction: str
+    index: int
+    data_type: int = 0
+    format: int = 2
+    shape: tuple[int, ...] = ()
+    original_shape: tuple[int, ...] = ()
+    sub_format: int = 0
+    size: int = 0
+    offset: int = 0
+    original_op: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class DumpFile:
+    """The decoded header of one dump file; tensor data stays in the file."""
+
+    path: Path
+    variant: str  # "binary" or "protobuf"
+    version: str
+    dump_time: int
+    op_name: str
+    inputs: tuple[TensorRecord, ...]
+    outputs: tuple[TensorRecord, ...]
+    buffers: tuple[TensorRecord, ...] = ()
+    spaces: tuple[TensorRecord, ...] = ()
+    attrs: dict[str, str] = field(default_factory=dict)
+
+
+def _record(buf, direction: str, index: int, begin: int, end: int, fields: dict[int, str]) -> tuple[dict, tuple | None]:
+    values: dict = {"direction": direction, "index": index}
+    data_range = None
+    for number, wire, value in iter_fields(buf, begin, end):
+        name = fields.get(number)
+        if name is None:
+            continue
+        if name in ("shape", "original_shape"):
+            if wire != 2:
+                raise _WireError(f"{direction}[{index}].{name} is not a message")
+            values[name] = _dims(buf, *value)
+        elif name == "data":
+            if wire != 2:
+                raise _WireError(f"{direction}[{index}].data is not bytes")
+            data_range = value
+        elif name == "original_op":
+            if wire != 2:
+                raise _WireError(f"{direction}[{index}].original_op is not a message")
+            op_name, op_index = "", 0
+            for n2, w2, v2 in iter_fields(buf, *value):
+                if n2 == 1 and w2 == 2:
+                    op_name = _text(buf, v2)
+                elif n2 == 2 and w2 == 0:
+                    op_index = v2
+            values["original_op"] = (op_name, op_index)
+        elif wire == 0:
+            values[name] = value if name != "sub_format" else _int32(value)
+        else:
+            raise _WireError(f"{direction}[{index}].{name} has wire type {wire}, expected varint")
+    return values, data_range
+
+
+def _int32(value: int) -> int:
+    value &= 0xFFFFFFFFFFFFFFFF
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _decode_dumpdata(buf, start: int, end: int) -> tuple[dict, dict[str, list[tuple[dict, tuple | None]]]]:
+    head = {"version": "", "dump_time": 0, "op_name": "", "attrs": {}}
+    groups: dict[str, list] = {"input": [], "output": [], "buffer": [], "space": []}
+    specs = {_DD_OUTPUT: ("output", _OUTPUT_FIELDS), _DD_INPUT: ("input", _INPUT_FIELDS),
+             _DD_BUFFER: ("buffer", _BUFFER_FIELDS), _DD_SPACE: ("space", _BUFFER_FIELDS)}
+    for number, wire, value in iter_fields(buf, start, end):
+        if number in specs:
+            if wire != 2:
+                raise _WireError(f"DumpData field {number} is not a message")
+            direction, fields = specs[number]
+            groups[direction].append(_record(buf, direction, len(groups[direction]), *value, fields))
+        elif number == _DD_VERSION and wire == 2:
+            head["version"] = _text(buf, value)
+        elif number == _DD_OP_NAME and wire == 2:
+            head["op_name"] = _text(buf, value)
+        elif number == _DD_TIME and wire == 0:
+            head["dump_time"] = value
+        elif number == _DD_ATTR and wire == 2:
+            key = val = ""
+            for n2, w2, v2 in iter_fields(buf, *value):
+                if w2 == 2 and n2 == 1:
+                    key = _text(buf, v2)
+                elif w2 == 2 and n2 == 2:
+                    val = _text(buf, v2)
+            head["attrs"][key] = val
+        elif number in (_DD_VERSION, _DD_OP_NAME, _DD_TIME, _DD_ATTR):
+            raise _WireError(f"DumpData field {number} has wire type {wire}")
+    return head, groups
+
+
+def read_header(path: str | Path) -> DumpFile:
+    """Decode the header of one dump file (binary layout first, then the inline protobuf one).
+
+    Raises:
+        DumpFormatError: The file is too short, truncated, has an oversized header, or its
+            header is not a valid ``DumpData`` message.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size < 8:
+        raise DumpFormatError(f"{path}: {size} bytes is too short for an Ascend dump (expected an 8-byte "
+                              "header length followed by a DumpData header)")
+    with open(path, "rb") as handle:
+        header_len = struct.unpack("<Q", handle.read(8))[0]
+        binary_error = None
+        if header_len > size - 8:
+            binary_error = (f"header length {header_len} exceeds the file size {size} (truncated file, or "
+                            "not an Ascend dump)")
+        elif header_len > MAX_HEADER:
+            binary_error = f"header length {header_len} is implausibly large (limit {MAX_HEADER})"
+        else:
+            header = handle.read(header_len)
+            try:
+                head, groups = _decode_dumpdata(header, 0, len(header))
+            except _WireError as e:
+                binary_error = f"DumpData header is not valid protobuf ({e})"
+            else:
+                try:
+                    return _binary(path, size, header_len, head, groups)
+                except _WireError as e:
+                    binary_error = str(e)
+    return _inline_or_fail(path, size, binary_error)
+
+
+def _binary(path: Path, size: int, header_len: int, head: dict, groups: dict) -> DumpFile:
+    declared = 8 + header_len + sum(int(v.get("size", 0)) for items in groups.values() for v, _ in items)
+    if declared != size:
+        what = "truncated Ascend dump" if declared > size else "Ascend dump with trailing data"
+        raise _WireError(f"{what}: the file has {size} bytes but its header declares {declared} "
+                         f"(8 + header {header_len} + tensor sizes)")
+    offset = 8 + header_len
+    records: dict[str, list[TensorRecord]] = {}
+    for direction in ("input", "output", "buffer", "space"):
+        out = records.setdefault(direction, [])
+        for values, _ in groups[direction]:
+            out.append(TensorRecord(**values, offset=offset))
+            offset += int(values.get("size", 0))
+    return DumpFile(path=path, variant="binary", version=head["version"], dump_time=head["dump_time"],
+                    op_name=head["op_name"], inputs=tuple(records["input"]), outputs=tuple(records["output"]),
+                    buffers=tuple(records["buffer"]), spaces=tuple(records["space"]), attrs=head["attrs"])
+
+
+def _inline_or_fail(path: Path, size: int, binary_error: str | None) -> DumpFile:
+    head, groups = None, {}
+    with open(path, "rb") as handle:
+        first = handle.read(1)
+        if first and first[0] in _TAGS_START:
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                try:
+                    head, groups = _decode_dumpdata(buf, 0, size)
+                except _WireError:
+                    head = None
+    if head is None or head["version"] == "2.0" or not (groups["output"] or groups["input"] or head["op_name"]):
+        raise DumpFormatError(f"{path}: {binary_error}")
+    records: dict[str, list[TensorRecord]] = {}
+    for direction, items in groups.items():
+        for values, data_range in items:
+            begin, stop = data_range if data_range else (0, 0)
+            values = dict(values, size=stop - begin)
+            records.setdefault(direction, []).append(TensorRecord(**values, offset=begin))
+    return DumpFile(path=path, variant="protobuf", version=head["version"], dump_time=head["dump_time"],
+                    op_name=head["op_name"], inputs=tuple(records.get("input", ())),
+                    outputs=tuple(records.get("output", ())), buffers=tuple(records.get("buffer", ())),
+                    spaces=tuple(records.get("space", ())), attrs=head["attrs"])
+
+
+def plausible_dump(path: Path) -> bool:
+    """Cheap check that ``path`` starts like an Ascend dump (binary header or inline DumpData)."""
+    try:
+        size = path.stat().st_size
+        if size < 8:
+            return False
+        with open(path, "rb") as handle:
+            start = handle.read(min(size, 4096))
+            header_len = struct.unpack_from("<Q", start)[0]
+            if 0 < header_len <= min(size - 8, MAX_HEADER):
+                header = start[8:8 + header_len] if header_len <= len(start) - 8 else \
+                    start[8:] + handle.read(header_len - (len(start) - 8))
+                try:
+                    for _ in iter_fields(header, 0, len(header)):
+                        pass
+                    return True
+                except _WireError:
+                    pass
+            return start[0] in _TAGS_START
+    except OSError:
+        return False
