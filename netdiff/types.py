@@ -121,12 +121,14 @@ class Transform:
         permutation: Axis order applied to the target (``np.transpose`` axes) or None.
         reshape: True when the target was reshaped (squeeze/flatten, same element count).
         crop: Per-axis stop indices applied to strip padding, or None.
+        squeeze: True when dims of size 1 are dropped before the permutation.
         description: Short human form, e.g. "NHWC->NCHW".
     """
 
     permutation: tuple[int, ...] | None = None
     reshape: bool = False
     crop: tuple[int, ...] | None = None
+    squeeze: bool = False
     description: str = "none"
 
     def apply(self, target: np.ndarray, reference_shape: tuple[int, ...]) -> np.ndarray:
@@ -134,6 +136,8 @@ class Transform:
         out = target
         if self.crop is not None:
             out = out[tuple(slice(0, s) for s in self.crop)]
+        if self.squeeze:
+            out = out.reshape(tuple(d for d in out.shape if d != 1))
         if self.permutation is not None:
             out = np.transpose(out, self.permutation)
         if self.reshape or out.shape != tuple(reference_shape):
@@ -155,6 +159,8 @@ class Match:
             "content" (re-aligned by a content check) or "unmatched".
         transform: Layout transform applied to the target.
         reason: One sentence on why (or why not) they were paired.
+        alternatives: Other transforms that fit the shapes equally well; the comparison
+            picks the one with the best cosine and records it.
     """
 
     reference: str | None
@@ -162,6 +168,7 @@ class Match:
     method: str
     transform: Transform = IDENTITY
     reason: str = ""
+    alternatives: tuple[Transform, ...] = ()
 
 
 #: Metric names in report order (keys of ``LayerMetrics.as_dict()``).

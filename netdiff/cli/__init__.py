@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     from netdiff.errors import NetdiffError
 
     try:
-        app(args=argv, prog_name="netdiff", standalone_mode=False)
+        result = app(args=argv, prog_name="netdiff", standalone_mode=False)
     except NetdiffError as e:
         if DEBUG["enabled"]:
             raise
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, click.exceptions.Abort):
             return 130
         raise
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 __all__ = ["app", "main"]

@@ -1,0 +1,7 @@
+"""``python -m netdiff``."""
+
+import sys
+
+from netdiff.cli import main
+
+sys.exit(main())

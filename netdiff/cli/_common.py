@@ -1,0 +1,43 @@
+"""Options and helpers shared by CLI commands."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from netdiff.errors import NetdiffError
+
+InputOpt = Annotated[list[str] | None, typer.Option(
+    "--input", "-i", help="Model input: NAME=FILE.npy (repeatable), or FILE.npy / FILE.npz for a single-input "
+                          "model. Without it, a seeded random input is used (with a warning).")]
+WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="Caffe .caffemodel for a .prototxt model "
+                                                                   "(default: <stem>.caffemodel beside it).")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the random input used when no --input is given.")]
+
+
+def console(stderr: bool = False) -> Any:
+    """A rich console (plain when not a terminal)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False,
+                   width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "140")))
+
+
+def parse_options(values: list[str] | None, flag: str) -> dict[str, Any]:
+    """Parse repeated ``KEY=VALUE`` options (values stay strings)."""
+    options: dict[str, Any] = {}
+    for value in values or []:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise NetdiffError(f"{flag} expects KEY=VALUE, got {value!r}")
+        options[key.strip().replace("-", "_")] = val
+    return options
+
+
+def model_options(weights: Path | None) -> dict[str, Any]:
+    """Runner options from shared flags."""
+    return {"weights": str(weights)} if weights is not None else {}

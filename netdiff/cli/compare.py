@@ -1,0 +1,71 @@
+"""``netdiff compare REFERENCE TARGET``: per-layer divergence, first divergence, causes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from netdiff.cli._common import InputOpt, SeedOpt, WeightsOpt, console, model_options, parse_options
+from netdiff.cli.app import app
+
+
+@app.command("compare")
+def compare_command(
+    reference: Annotated[Path, typer.Argument(help="Reference: model (.onnx, Caffe .prototxt) or dump (directory, .npz, ...).")],
+    target: Annotated[Path, typer.Argument(help="Target: dump (directory, .npz, device dump) or a second model.")],
+    input: InputOpt = None,
+    mapping: Annotated[Path | None, typer.Option("--map", help="JSON {target_name: reference_name} pairs.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write the CSV report (msaccucmp column names).")] = None,
+    html_path: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report.")] = None,
+    cosine_threshold: Annotated[float, typer.Option("--cosine-threshold", help="A layer diverges below this cosine.")] = 0.99,
+    rel_l2_threshold: Annotated[float, typer.Option("--rel-l2-threshold", help="A layer diverges above this rel_l2.")] = 0.05,
+    show_all: Annotated[bool, typer.Option("--all", help="Show every layer, not only those around origins and the worst.")] = False,
+    reference_format: Annotated[str | None, typer.Option("--reference-format", help="Force the reference's format (reader or runner key).")] = None,
+    target_format: Annotated[str | None, typer.Option("--target-format", help="Force the target's format (reader or runner key).")] = None,
+    fusion_map: Annotated[Path | None, typer.Option("--fusion-map", help="Ascend om JSON (atc --mode=1) mapping NPU ops to original nodes.")] = None,
+    side: Annotated[str | None, typer.Option("--side", help="Which side of an RKNN snapshot is the target (golden, simulator, runtime).")] = None,
+    target_option: Annotated[list[str] | None, typer.Option("--target-option", "-O", help="Reader option KEY=VALUE for the target (repeatable).")] = None,
+    weights: WeightsOpt = None,
+    isolated: Annotated[str, typer.Option("--isolated", help="Re-run single nodes on the target's inputs: origins, all or none.")] = "origins",
+    no_diagnose: Annotated[bool, typer.Option("--no-diagnose", help="Skip cause diagnosis.")] = False,
+    seed: SeedOpt = 0,
+) -> None:
+    """Compare every tensor of TARGET with REFERENCE; exit 1 when a layer diverges."""
+    from netdiff.inputs import parse_input_args
+    from netdiff.pipeline import compare
+    from netdiff.progress import terminal_progress
+    from netdiff.reports.terminal import ReportView
+    from netdiff.types import Thresholds
+
+    target_options = parse_options(target_option, "--target-option")
+    if fusion_map is not None:
+        target_options["fusion_map"] = str(fusion_map)
+    if side is not None:
+        target_options["side"] = side
+    report = compare(reference, target, parse_input_args(input or []),
+                     reference_format=reference_format, target_format=target_format,
+                     reference_options=model_options(weights), target_options=target_options,
+                     mapping=mapping, thresholds=Thresholds(cosine_threshold, rel_l2_threshold), seed=seed,
+                     diagnose=not no_diagnose, isolated=isolated, progress=terminal_progress())
+    write_outputs(report, json_path, csv_path, html_path)
+    console().print(ReportView(report, show_all=show_all))
+    raise typer.Exit(1 if report.diverged else 0)
+
+
+def write_outputs(report, json_path: Path | None, csv_path: Path | None, html_path: Path | None) -> None:
+    """Write the requested report files (each atomically)."""
+    if json_path is not None:
+        from netdiff.reports.json import write_json
+
+        write_json(report, json_path)
+    if csv_path is not None:
+        from netdiff.reports.csv import write_csv
+
+        write_csv(report, csv_path)
+    if html_path is not None:
+        from netdiff.reports.html import write_html
+
+        write_html(report, html_path)

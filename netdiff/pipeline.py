@@ -1,0 +1,236 @@
+"""The comparison pipeline: open both sides, align, measure, judge, diagnose, report."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netdiff.align import Alignment, align_dumps, load_mapping
+from netdiff.errors import NetdiffError
+from netdiff.inputs import InputsLike, resolve_feeds
+from netdiff.metrics import compute_metrics, iter_chunks
+from netdiff.progress import NullProgress, Progress
+from netdiff.readers import read_dump
+from netdiff.runners import Model, find_runner, load_model, runner_names
+from netdiff.types import Dump, LayerResult, Match, Report, Tensor, Thresholds, Transform
+from netdiff.verdict import find_origins, status_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Side:
+    """One side of a comparison once opened: its dump, and the model when it was run."""
+
+    dump: Dump
+    description: dict[str, Any]
+    model: Model | None = None
+    feeds: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def open_source(source: Any, format: str | None = None, options: Mapping[str, Any] | None = None
+                ) -> Model | Dump:
+    """Return a :class:`Model` for a model file or a :class:`Dump` for anything else."""
+    if isinstance(source, (Dump, Model)):
+        return source
+    path = Path(source)
+    options = dict(options or {})
+    if format in runner_names() or (format is None and find_runner(path) is not None):
+        return load_model(path, format=format, **options)
+    return read_dump(path, format=format, **options)
+
+
+def run_model(model: Model, inputs: InputsLike, seed: int = 0, progress: Progress | None = None
+              ) -> Side:
+    """Run ``model`` on ``inputs`` and capture every tensor."""
+    feeds, described = resolve_feeds(model.input_specs(), inputs, seed=seed)
+    progress = progress or NullProgress()
+    progress.start(f"running {model.path.name}", 1)
+    try:
+        dump = model.run(feeds)
+    finally:
+        progress.stop()
+    description = {**model.describe(), "tensors": len(dump), "inputs": described}
+    return Side(dump, description, model, feeds)
+
+
+def compare(reference: Any, target: Any, inputs: InputsLike = None, *,
+            reference_format: str | None = None, target_format: str | None = None,
+            reference_options: Mapping[str, Any] | None = None, target_options: Mapping[str, Any] | None = None,
+            mapping: Mapping[str, str] | str | Path | None = None, thresholds: Thresholds | None = None,
+            seed: int = 0, diagnose: bool = True, isolated: str = "origins", workers: int = 2,
+            progress: Progress | None = None) -> Report:
+    """Compare every tensor of ``target`` with ``reference``.
+
+    Args:
+        reference: Model path (.onnx, .prototxt), dump path, :class:`Dump` or :class:`Model`.
+        target: As ``reference``; a second model is run on the same inputs.
+        inputs: Inputs for model sides (see :func:`netdiff.inputs.resolve_feeds`).
+        reference_format: Force a reader or runner key for the reference.
+        target_format: Force a reader or runner key for the target.
+        reference_options: Reader/runner options for the reference (e.g. ``weights``).
+        target_options: Reader/runner options for the target (e.g. ``fusion_map``).
+        mapping: ``{target_name: reference_name}`` pairs or a JSON file of them.
+        thresholds: Divergence thresholds (default cosine < 0.99 or rel_l2 > 0.05).
+        seed: Seed of the random input used when ``inputs`` is None.
+        diagnose: Run the diagnosis rules.
+        isolated: Isolated-error re-runs: "origins", "all" or "none".
+        workers: Threads measuring tensors in parallel.
+        progress: Receives progress (silent by default).
+
+    Returns:
+        The :class:`Report`.
+    """
+    thresholds = thresholds or Thresholds()
+    progress = progress or NullProgress()
+    ref_source = open_source(reference, reference_format, reference_options)
+    tgt_source = open_source(target, target_format, target_options)
+    ref_side = _open_side(ref_source, inputs, seed, progress, None)
+    tgt_side = _open_side(tgt_source, inputs, seed, progress, ref_side.feeds)
+    if isinstance(mapping, (str, Path)):
+        mapping = load_mapping(mapping)
+    alignment = align_dumps(ref_side.dump, tgt_side.dump, mapping)
+    layers = measure_all(ref_side.dump, tgt_side.dump, alignment, thresholds, workers, progress)
+    report = Report(reference=ref_side.description, target=tgt_side.description, thresholds=thresholds,
+                    layers=layers, inputs=ref_side.description.get("inputs") or tgt_side.description.get("inputs") or {})
+    finish_report(report, ref_side, tgt_side, alignment, diagnose=diagnose, isolated=isolated)
+    return report
+
+
+def finish_report(report: Report, ref_side: Side, tgt_side: Side, alignment: Alignment, *,
+                  diagnose: bool = True, isolated: str = "origins") -> Report:
+    """Fill origins, first divergence, meta and (optionally) findings of a measured report."""
+    report.origins = find_origins(report.layers)
+    report.first_divergence = report.origins[0] if report.origins else None
+    report.meta.setdefault("target_only", alignment.target_only)
+    report.meta.setdefault("aligned", len(alignment.pairs))
+    report.meta.setdefault("graph_outputs", list(ref_side.dump.graph_outputs))
+    for key, value in tgt_side.dump.meta.items():
+        if key not in ("blobs",) and isinstance(value, (str, int, float, bool)):
+            report.meta.setdefault(f"target.{key}", value)
+    if diagnose:
+        from netdiff.diagnosis import Context, diagnose as run_rules
+
+        model = ref_side.model.onnx_model() if ref_side.model is not None else None
+        context = Context(report, ref_side.dump, tgt_side.dump, alignment, model=model,
+                          target_format=tgt_side.dump.format, options={"isolated": isolated})
+        report.findings = run_rules(context)
+    return report
+
+
+def _open_side(source: Model | Dump, inputs: InputsLike, seed: int, progress: Progress,
+               reference_feeds: dict[str, np.ndarray] | None) -> Side:
+    if isinstance(source, Dump):
+        description = {"path": source.source, "format": source.format, "kind": "dump", "tensors": len(source)}
+        return Side(source, description)
+    if reference_feeds and inputs is None:
+        inputs = _feeds_for(source, reference_feeds)
+    return run_model(source, inputs, seed, progress)
+
+
+def _feeds_for(model: Model, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The reference's feeds, cast to a second model's input dtypes (e.g. an fp16 export)."""
+    specs = {s.name: s for s in model.input_specs()}
+    if set(specs) != set(feeds):
+        raise NetdiffError(f"the target model's inputs ({', '.join(specs)}) differ from the reference's "
+                           f"({', '.join(feeds)}); pass --input NAME=FILE for the target's names")
+    return {n: feeds[n].astype(specs[n].dtype) for n in specs}
+
+
+def measure_all(reference: Dump, target: Dump, alignment: Alignment, thresholds: Thresholds,
+                workers: int = 2, progress: Progress | None = None) -> list[LayerResult]:
+    """Measure every aligned pair (in parallel threads) and build the layer results in order."""
+    progress = progress or NullProgress()
+    pairs = alignment.pairs
+    progress.start("comparing", len(pairs))
+    results: dict[str, LayerResult] = {}
+
+    def task(match: Match) -> LayerResult:
+        try:
+            return measure_pair(reference[match.reference], target[match.target], match, thresholds)
+        finally:
+            progress.advance()
+
+    try:
+        if workers > 1 and len(pairs) > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for result in pool.map(task, pairs):
+                    results[result.name] = result
+        else:
+            for match in pairs:
+                result = task(match)
+                results[result.name] = result
+    finally:
+        progress.stop()
+    layers = []
+    for i, match in enumerate(alignment.matches):
+        if match.reference is not None and match.reference in results:
+            layers.append(results[match.reference])
+        elif match.reference is not None:
+            layers.append(_unpaired_reference(reference[match.reference], match, alignment, i))
+        else:
+            layers.append(_unpaired_target(target[match.target], match))
+    return layers
+
+
+def measure_pair(ref: Tensor, tgt: Tensor, match: Match, thresholds: Thresholds) -> LayerResult:
+    """Compare one aligned pair; a bad tensor gives status ``error``, never an exception."""
+    layer = LayerResult(name=ref.name, target_name=tgt.name, op_type=ref.op_type, order=ref.order,
+                        status="error", match=match, shape=ref.shape, target_shape=tgt.shape, inputs=ref.inputs)
+    if match.transform is None:
+        layer.status = "shape_mismatch"
+        layer.reason = match.reason
+        return layer
+    try:
+        r = ref.load()
+        t = tgt.load()
+        if tuple(r.shape) != tuple(ref.shape) or tuple(t.shape) != tuple(tgt.shape):
+            raise NetdiffError(f"data shape {list(t.shape)} differs from the declared {list(tgt.shape)}")
+        transform = _choose_transform(r, t, match)
+        if transform is not match.transform:
+            layer.match = Match(match.reference, match.target, match.method, transform,
+                                reason=f"{match.reason}; {transform.description} fits best (cosine)")
+        layer.metrics = compute_metrics(r, transform.apply(t, tuple(r.shape)))
+    except (NetdiffError, ValueError, OSError) as e:
+        layer.reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return layer
+    layer.status = status_of(thresholds, layer.metrics)
+    if layer.status == "diverged" and math.isnan(layer.metrics.cosine):
+        layer.reason = "; ".join(layer.metrics.notes)
+    return layer
+
+
+def _choose_transform(r: np.ndarray, t: np.ndarray, match: Match) -> Transform:
+    if not match.alternatives:
+        return match.transform
+    candidates = (match.transform, *match.alternatives)
+    return max(candidates, key=lambda tr: _quick_cosine(r, tr.apply(t, tuple(r.shape))))
+
+
+def _quick_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    aa = bb = ab = 0.0
+    for x, y in iter_chunks(a, b):
+        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+        y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
+        aa += float(np.dot(x, x))
+        bb += float(np.dot(y, y))
+        ab += float(np.dot(x, y))
+    return ab / math.sqrt(aa * bb) if aa > 0 and bb > 0 else -1.0
+
+
+def _unpaired_reference(ref: Tensor, match: Match, alignment: Alignment, index: int) -> LayerResult:
+    status = "not_observable" if ref.name in alignment.not_observable else "missing_in_target"
+    return LayerResult(name=ref.name, target_name=None, op_type=ref.op_type, order=ref.order,
+                       status=status, match=match, shape=ref.shape, reason=match.reason, inputs=ref.inputs)
+
+
+def _unpaired_target(tgt: Tensor, match: Match) -> LayerResult:
+    return LayerResult(name=tgt.name, target_name=tgt.name, op_type=tgt.op_type, order=None,
+                       status="missing_in_reference", match=match, target_shape=tgt.shape, reason=match.reason)

@@ -1,0 +1,110 @@
+"""The JSON report: a stable, versioned schema (docs/json-report.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from netdiff import __version__
+from netdiff._io import write_text_atomic
+from netdiff.errors import NetdiffError
+from netdiff.types import (Finding, LayerMetrics, LayerResult, Match, Report, Thresholds, Transform,
+                           _json_number, _jsonable)
+
+SCHEMA_VERSION = 1
+
+
+def report_to_json(report: Report) -> dict[str, Any]:
+    """Return the report as plain JSON data (NaN -> null, ±inf -> ±1e308)."""
+    return {
+        "version": SCHEMA_VERSION,
+        "tool": f"netdiff {__version__}",
+        "reference": _jsonable(report.reference),
+        "target": _jsonable(report.target),
+        "inputs": _jsonable(report.inputs),
+        "thresholds": {"cosine": report.thresholds.cosine, "rel_l2": report.thresholds.rel_l2},
+        "first_divergence": report.first_divergence,
+        "origins": list(report.origins),
+        "findings": [f.to_dict() for f in report.findings],
+        "summary": report.summary(),
+        "meta": _jsonable(report.meta),
+        "layers": [layer_to_json(layer) for layer in report.layers],
+    }
+
+
+def layer_to_json(layer: LayerResult) -> dict[str, Any]:
+    """One layer entry of the JSON report."""
+    match = layer.match
+    transform = match.transform if match is not None else None
+    return {
+        "name": layer.name,
+        "target_name": layer.target_name,
+        "op_type": layer.op_type,
+        "order": layer.order,
+        "status": layer.status,
+        "introduced": layer.introduced,
+        "error_gain": _json_number(layer.error_gain) if layer.error_gain is not None else None,
+        "metrics": layer.metrics.as_dict() if layer.metrics is not None else None,
+        "notes": list(layer.metrics.notes) if layer.metrics is not None else [],
+        "alignment": {
+            "method": match.method if match is not None else "unmatched",
+            "layout": transform.description if transform is not None else None,
+            "permutation": list(transform.permutation) if transform is not None and transform.permutation else None,
+            "reason": match.reason if match is not None else "",
+        },
+        "shape": list(layer.shape) if layer.shape is not None else None,
+        "target_shape": list(layer.target_shape) if layer.target_shape is not None else None,
+        "inputs": list(layer.inputs),
+        "reason": layer.reason,
+        "extra": _jsonable(layer.extra),
+    }
+
+
+def write_json(report: Report, path: str | os.PathLike[str]) -> None:
+    """Write the JSON report atomically."""
+    write_text_atomic(path, json.dumps(report_to_json(report), indent=1, allow_nan=False) + "\n")
+
+
+def report_from_json(data: dict[str, Any]) -> Report:
+    """Rebuild a :class:`Report` from its JSON form (to re-render a saved report).
+
+    Raises:
+        NetdiffError: The data is not a netdiff JSON report of a known version.
+    """
+    if not isinstance(data, dict) or "layers" not in data or "version" not in data:
+        raise NetdiffError("not a netdiff JSON report (needs \"version\" and \"layers\")")
+    if data["version"] != SCHEMA_VERSION:
+        raise NetdiffError(f"JSON report version {data['version']!r} is not supported (expected {SCHEMA_VERSION})")
+    try:
+        layers = [_layer_from_json(x) for x in data["layers"]]
+        findings = [Finding(kind=f["kind"], layer=f.get("layer"), severity=f["severity"], message=f["message"],
+                            evidence=f.get("evidence") or {}, suggestion=f.get("suggestion", ""))
+                    for f in data.get("findings", [])]
+        th = data.get("thresholds") or {}
+        return Report(reference=data.get("reference") or {}, target=data.get("target") or {},
+                      thresholds=Thresholds(cosine=float(th.get("cosine", 0.99)), rel_l2=float(th.get("rel_l2", 0.05))),
+                      layers=layers, first_divergence=data.get("first_divergence"),
+                      origins=list(data.get("origins") or []), findings=findings,
+                      inputs=data.get("inputs") or {}, meta=data.get("meta") or {})
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise NetdiffError(f"malformed netdiff JSON report ({type(e).__name__}: {e})") from e
+
+
+def _layer_from_json(x: dict[str, Any]) -> LayerResult:
+    al = x.get("alignment") or {}
+    perm = al.get("permutation")
+    transform = Transform(permutation=tuple(perm) if perm else None, description=al.get("layout") or "none") \
+        if al.get("layout") is not None else None
+    match = Match(x["name"] if x.get("status") != "missing_in_reference" else None, x.get("target_name"),
+                  al.get("method", "unmatched"), transform, reason=al.get("reason", ""))
+    metrics = None
+    if x.get("metrics"):
+        metrics = LayerMetrics.from_dict({**x["metrics"], "notes": x.get("notes", [])})
+    gain = x.get("error_gain")
+    return LayerResult(name=x["name"], target_name=x.get("target_name"), op_type=x.get("op_type"),
+                       order=x.get("order"), status=x["status"], metrics=metrics, match=match,
+                       introduced=bool(x.get("introduced")), error_gain=float(gain) if gain is not None else None,
+                       shape=tuple(x["shape"]) if x.get("shape") is not None else None,
+                       target_shape=tuple(x["target_shape"]) if x.get("target_shape") is not None else None,
+                       reason=x.get("reason", ""), inputs=tuple(x.get("inputs") or ()), extra=x.get("extra") or {})

@@ -1,0 +1,230 @@
+"""Terminal rendering of a report with rich: header, findings, layer table, summary."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from netdiff.types import LayerResult, Report
+
+STATUS_STYLE = {
+    "ok": "green", "diverged": "bold red", "missing_in_target": "yellow", "missing_in_reference": "yellow",
+    "shape_mismatch": "magenta", "error": "bold magenta", "not_observable": "dim",
+}
+SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def select_layers(report: Report, context: int = 2, worst: int = 5) -> list[int]:
+    """Indices of the layers worth showing by default: around origins, the worst, and errors."""
+    keep: set[int] = set()
+    origins = set(report.origins)
+    for i, layer in enumerate(report.layers):
+        if layer.name in origins:
+            keep.update(range(max(0, i - context), min(len(report.layers), i + context + 1)))
+        if layer.status in ("error", "shape_mismatch"):
+            keep.add(i)
+    compared = [(i, x) for i, x in enumerate(report.layers) if x.metrics is not None]
+    compared.sort(key=lambda p: _nan_low(p[1].metrics.cosine))
+    keep.update(i for i, _ in compared[:worst])
+    outputs = report.meta.get("graph_outputs") or []
+    keep.update(i for i, x in enumerate(report.layers) if x.name in outputs)
+    return sorted(keep)
+
+
+class LayerTable:
+    """The per-layer table (all layers, or a selection by index)."""
+
+    def __init__(self, report: Report, indices: Iterable[int] | None = None) -> None:
+        self.report = report
+        self.indices = list(range(len(report.layers))) if indices is None else list(indices)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        isolated = any("isolated" in self.report.layers[i].extra for i in self.indices)
+        table = Table(show_header=True, header_style="bold", expand=False, pad_edge=False, box=None)
+        table.add_column("#", justify="right", style="dim")
+        table.add_column("layer", overflow="fold", max_width=48)
+        table.add_column("op", style="dim", max_width=16, overflow="ellipsis")
+        table.add_column("status")
+        table.add_column("cosine", justify="right")
+        table.add_column("rel_l2", justify="right")
+        table.add_column("sqnr dB", justify="right")
+        table.add_column("max_abs", justify="right")
+        table.add_column("gain", justify="right")
+        if isolated:
+            table.add_column("isolated cos", justify="right")
+        previous = None
+        for i in self.indices:
+            if previous is not None and i > previous + 1:
+                table.add_row("", Text(f"… {i - previous - 1} layer(s) not shown (--all)", style="dim"))
+            table.add_row(*self._row(i, self.report.layers[i], isolated))
+            previous = i
+        yield table
+
+    def _row(self, i: int, layer: LayerResult, isolated: bool) -> list[Text | str]:
+        m = layer.metrics
+        mark = ""
+        if layer.name == self.report.first_divergence:
+            mark = "▶ "
+        elif layer.introduced:
+            mark = "◆ "
+        name = Text(mark + layer.name, style="bold red" if mark else "")
+        if layer.target_name and layer.match is not None and layer.match.method not in ("exact", "normalized"):
+            name.append(f"  ← {layer.target_name}", style="dim")
+        status = Text(layer.status, style=STATUS_STYLE.get(layer.status, ""))
+        cells: list[Text | str] = [str(layer.order if layer.order is not None else i), name, layer.op_type or "", status]
+        if m is None:
+            cells += [Text(_short(layer.reason), style="dim"), "", "", "", ""]
+        else:
+            th = self.report.thresholds
+            cells += [
+                Text(_num(m.cosine, 5), style="red" if not m.cosine >= th.cosine else ""),
+                Text(_num(m.rel_l2, 4), style="red" if not m.rel_l2 <= th.rel_l2 else ""),
+                _num(m.sqnr_db, 1), _num(m.max_abs, 4),
+                _num(layer.error_gain, 1) if layer.error_gain is not None else "",
+            ]
+        if isolated:
+            iso = layer.extra.get("isolated") or {}
+            value = iso.get("cosine") if isinstance(iso, dict) else None
+            cells.append(_num(value, 5) if value is not None else "")
+        return cells
+
+
+class FindingsPanel:
+    """Diagnosed causes in plain words with what to change."""
+
+    def __init__(self, report: Report, limit: int = 8) -> None:
+        self.report = report
+        self.limit = limit
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        findings = self.report.findings
+        if not findings:
+            return
+        lines = Text()
+        for f in findings[: self.limit]:
+            lines.append(f"{f.severity.upper():7} ", style=SEVERITY_STYLE.get(f.severity, ""))
+            lines.append(f"{f.kind}", style="bold")
+            if f.layer:
+                lines.append(f" @ {f.layer}", style="bold")
+            lines.append(f"\n        {f.message}\n")
+            if f.suggestion:
+                lines.append("        fix: ", style="green")
+                lines.append(f"{f.suggestion}\n")
+        if len(findings) > self.limit:
+            lines.append(f"… and {len(findings) - self.limit} more finding(s) in the JSON/HTML report\n", style="dim")
+        yield Panel(lines.rstrip() or Text(""), title="findings", title_align="left", border_style="cyan")
+
+
+class SummaryPanel:
+    """Verdict, first divergence, origins and status counts."""
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        r = self.report
+        s = r.summary()
+        text = Text()
+        if r.diverged:
+            text.append("DIVERGED", style="bold red")
+        else:
+            text.append("OK", style="bold green")
+        text.append(f"  {s['compared']} of {s['layers']} tensors compared "
+                    f"(cosine ≥ {r.thresholds.cosine}, rel_l2 ≤ {r.thresholds.rel_l2})\n")
+        if r.first_divergence:
+            layer = r.layer(r.first_divergence)
+            text.append("first divergence: ", style="bold")
+            text.append(f"{r.first_divergence}", style="bold red")
+            if layer.op_type:
+                text.append(f" ({layer.op_type})")
+            if layer.metrics is not None:
+                text.append(f"  cosine {_num(layer.metrics.cosine, 5)}, rel_l2 {_num(layer.metrics.rel_l2, 4)}")
+            text.append("\n")
+        if len(r.origins) > 1:
+            text.append(f"origins ({len(r.origins)}): ", style="bold")
+            text.append(", ".join(r.origins[:8]) + (" …" if len(r.origins) > 8 else "") + "\n")
+        counts = ", ".join(f"{k} {v}" for k, v in s["counts"].items() if v)
+        text.append(counts, style="dim")
+        aligned = _alignment_summary(r)
+        if aligned:
+            text.append(f"\nalignment: {aligned}", style="dim")
+        target_only = r.meta.get("target_only") or []
+        if target_only:
+            text.append(f"\ntarget-only (device-internal, not compared): {len(target_only)}", style="dim")
+        yield Panel(text, title="summary", title_align="left", border_style="red" if r.diverged else "green")
+
+
+class ReportView:
+    """The whole terminal report."""
+
+    def __init__(self, report: Report, show_all: bool = False) -> None:
+        self.report = report
+        self.show_all = show_all
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        r = self.report
+        yield Text.assemble(("reference ", "bold"), _describe(r.reference), ("\ntarget    ", "bold"), _describe(r.target))
+        if r.inputs:
+            yield Text("inputs    " + ", ".join(f"{k}={v}" for k, v in r.inputs.items()), style="dim")
+        extra = {k: v for k, v in r.meta.items() if k.startswith("target.")}
+        if extra:
+            yield Text("          " + ", ".join(f"{k[7:]}={v}" for k, v in extra.items()), style="dim")
+        indices = None if self.show_all else select_layers(r)
+        yield Group(LayerTable(r, indices))
+        yield FindingsPanel(r)
+        yield SummaryPanel(r)
+
+
+def render_text(report: Report, width: int = 120, show_all: bool = False, color: bool = False) -> str:
+    """Render the terminal report to a string (for tests, logs and assertion messages)."""
+    import io
+
+    console = Console(file=io.StringIO(), width=width, color_system="standard" if color else None,
+                      force_terminal=color, legacy_windows=False)
+    console.print(ReportView(report, show_all=show_all))
+    return console.file.getvalue()
+
+
+def _alignment_summary(report: Report) -> str:
+    methods: dict[str, int] = {}
+    layouts: dict[str, int] = {}
+    for layer in report.layers:
+        if layer.match is None or layer.metrics is None:
+            continue
+        methods[layer.match.method] = methods.get(layer.match.method, 0) + 1
+        t = layer.match.transform
+        if t is not None and t.description != "none":
+            key = t.description if t.permutation else "reshape"
+            layouts[key] = layouts.get(key, 0) + 1
+    parts = [f"{n} by {m} name" if m in ("exact", "normalized") else f"{n} by {m}" for m, n in methods.items()]
+    parts += [f"{n} {k}" for k, n in layouts.items()]
+    return ", ".join(parts)
+
+
+def _describe(side: dict) -> str:
+    path = side.get("path", "?")
+    fmt = side.get("format", "")
+    return f"{path} [{fmt}]" if fmt else str(path)
+
+
+def _num(value: float | None, digits: int) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "nan"
+    if math.isinf(value) or abs(value) >= 1e300:
+        return "inf" if value > 0 else "-inf"
+    if value != 0 and (abs(value) >= 1e6 or abs(value) < 10 ** -digits):
+        return f"{value:.2e}"
+    return f"{value:.{digits}f}"
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _nan_low(value: float) -> float:
+    return -2.0 if math.isnan(value) else value
