@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from netdiff.readers._nnie_text import (DUMP_META, any_match, count_lines, find_files, lazy_tensor, parse_dims,
+from netdiff.readers._nnie_text import (DUMP_META, any_match, count_values, find_files, lazy_tensor, parse_dims,
                                         read_float_text, strip_report)
 from netdiff.readers.base import Reader, register_reader
 from netdiff.types import Dump, Tensor
@@ -47,7 +47,7 @@ class NnieCaffeReader(Reader):
         for name, (_, file, m) in chosen.items():
             dims = parse_dims(m["dims"])
             per = math.prod(dims)
-            lines = count_lines(file)
+            lines = count_values(file)
             if lines == 0 or lines % per:
                 raise DumpFormatError(f"{file}: holds {lines} lines, not a multiple of the {per} values its name declares")
             tensors[name] = lazy_tensor(name, file, dims, functools.partial(read_float_text, file, per),

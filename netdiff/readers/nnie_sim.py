@@ -17,7 +17,7 @@ from typing import Any
 from netdiff.errors import DumpFormatError
 from netdiff.nnie.net_tree import lookup, read_net_tree
 from netdiff.readers._nnie_options import cfg_header
-from netdiff.readers._nnie_text import DUMP_META, any_match, count_lines, find_files, lazy_tensor, read_hex_q12, strip_report
+from netdiff.readers._nnie_text import DUMP_META, any_match, count_values, find_files, lazy_tensor, read_hex_q12, strip_report
 from netdiff.readers.base import Reader, register_reader
 from netdiff.types import Dump, Tensor
 
@@ -62,16 +62,13 @@ class NnieSimReader(Reader):
             if k:
                 meta["origin_output_index"] = k
             dims = tuple(entry["shape"]) if entry and "shape" in entry else ()
-            count = count_lines(file)
+            count = count_values(file)
             if dims and count % _prod(dims):
                 raise DumpFormatError(f"{file}: holds {count} values, not a multiple of the layer map's shape {list(dims)}")
-            shape_dims = dims if dims else (count,)
             batch = count // _prod(dims) if dims else 1
             if not dims:
-                tensor = lazy_tensor(name, file, (), functools.partial(_flat, file, count), order=order,
-                                     origin_names=(base,) if k else (), meta=meta)
-                tensor = Tensor(name=name, shape=shape_dims, dtype="float32", loader=tensor.loader, order=order,
-                                origin_names=tensor.origin_names, source=str(file), meta=meta)
+                tensor = Tensor(name=name, shape=(count,), dtype="float32", loader=functools.partial(_flat, file, count),
+                                order=order, origin_names=(base,) if k else (), source=str(file), meta=meta)
             else:
                 if len(dims) == 4:
                     batch, dims = dims[0], dims[1:]
