@@ -68,3 +68,12 @@ def rknn_snapshot(root: Path, layers: list[tuple[str, str, str]], sides: dict[st
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(7)
+
+
+@pytest.fixture
+def writers():
+    """The independent writers above, for tests (conftest modules are not importable by name)."""
+    import types
+
+    return types.SimpleNamespace(npy_bytes=npy_bytes, run_results=write_run_results_by_hand,
+                                 msit_file=msit_file, rknn_snapshot=rknn_snapshot)
