@@ -198,5 +198,6 @@ def bf16_value(bits: np.ndarray) -> np.ndarray:
     sign = np.where(bits & 0x8000, -1.0, 1.0)
     exp = (bits >> 7) & 0xFF
     mant = bits & 0x7F
-    val = np.where(exp == 0, mant / 128.0 * 2.0 ** -126, (1 + mant / 128.0) * 2.0 ** (exp - 127.0))
+    val = np.where(exp == 0, mant / 128.0 * 2.0 ** -126, (1 + mant / 128.0) * 2.0 ** (np.minimum(exp, 254) - 127.0))
+    val = np.where(exp == 255, np.where(mant == 0, np.inf, np.nan), val)
     return (sign * val).astype(np.float32)
