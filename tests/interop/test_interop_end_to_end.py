@@ -127,3 +127,18 @@ def test_cli_convert(reference_and_snapshot, tmp_path, capsys):
     assert read_dump(out).names == read_dump(root, side="golden").names
     assert main(["convert", str(root), "--out", str(out)]) == 2
     assert "exists (use --force" in capsys.readouterr().err
+
+
+def test_detection_priorities_and_no_match_message(tmp_path, writers):
+    from netdiff.errors import DumpFormatError
+    from netdiff.manifest import write_dump
+    from netdiff.readers import detect_format
+    from netdiff.types import Dump, Tensor
+
+    # a netdiff dump whose tensor names look like msit files stays a netdiff dump
+    dump = Dump({"conv.0.1700000000000000": Tensor.from_array("conv.0.1700000000000000", np.ones(2))})
+    assert detect_format(write_dump(dump, tmp_path / "nd")) == "netdiff"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DumpFormatError, match=r"not a recognised dump \(tried: .*msit.*polygraphy.*rknn"):
+        detect_format(empty)
