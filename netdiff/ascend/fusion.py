@@ -28,6 +28,8 @@ from netdiff.errors import AlignmentError
 
 #: Op types that only exist on the device (listed, never compared).
 NPU_ONLY_TYPES = frozenset({"TransData", "TransDataRNN", "Aipp", "AippData", "NetOutput"})
+#: Op types that run no task, so they never appear in a dump (ignored when grouping originals).
+NO_TASK_TYPES = frozenset({"Const", "Constant", "Data", "NetOutput"})
 #: Names ATC gives the ops it inserts (format/dtype conversions around unsupported layouts).
 INSERTED_NAME = re.compile(r"^trans_|_Input\d+_TransposeBefore$|_Output\d+TransposeAfter$")
 DEFAULT_PRECISION_MODE = "force_fp16"
@@ -171,7 +173,7 @@ class FusionMap:
         groups: dict[str, list[OpInfo]] = {}
         for op in self.ops.values():
             names = self.originals(op)
-            if len(names) == 1 and op.type not in NPU_ONLY_TYPES:
+            if len(names) == 1 and op.type not in NPU_ONLY_TYPES | NO_TASK_TYPES:
                 groups.setdefault(names[0], []).append(op)
         holders = {}
         for original, ops in groups.items():
@@ -182,7 +184,8 @@ class FusionMap:
 
     def group_size(self, original: str) -> int:
         """Number of non-NPU-only ops that stand for ``original`` alone."""
-        return sum(1 for op in self.ops.values() if self.originals(op) == (original,) and op.type not in NPU_ONLY_TYPES)
+        skip = NPU_ONLY_TYPES | NO_TASK_TYPES
+        return sum(1 for op in self.ops.values() if self.originals(op) == (original,) and op.type not in skip)
 
     def origin(self, op: OpInfo, output_index: int) -> Origin:
         """Where output ``output_index`` of ``op`` comes from in the original graph."""

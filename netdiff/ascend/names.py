@@ -20,7 +20,7 @@ from pathlib import Path
 
 from netdiff.errors import DumpFormatError
 
-_NAME = re.compile(r"^(?P<type>[A-Za-z0-9_-]+)\.(?P<op>[A-Za-z0-9_-]+)\.(?P<nums>[0-9]+(?:\.[0-9]+){1,6})$")
+_NAME = re.compile(r"^(?P<type>[A-Za-z0-9_-]+)\.(?P<op>[^./\\ ]+)\.(?P<nums>[0-9]+(?:\.[0-9]+){1,6})$")
 _ESCAPE = re.compile(r"[./\\ ]")
 #: Files never read as dumps (overflow status blocks, stats CSVs, toolkit outputs).
 _SKIP_TYPES = {"Opdebug"}
