@@ -50,6 +50,7 @@ class Translation:
         outputs: Every layer output in execution order.
         blobs: Blob name -> tensor names that wrote it, in write order (inputs first).
         net_outputs: Tensor names of Caffe's net outputs (blobs no later layer consumes).
+        net: The translated net.
     """
 
     model: Any = None
@@ -57,6 +58,7 @@ class Translation:
     outputs: list[LayerOutput] = field(default_factory=list)
     blobs: dict[str, list[str]] = field(default_factory=dict)
     net_outputs: list[str] = field(default_factory=list)
+    net: CaffeNet | None = None
 
 
 def supported_types() -> list[str]:
@@ -137,7 +139,7 @@ def translate(net: CaffeNet) -> Translation:
     from onnx import TensorProto, helper
 
     b = Builder()
-    result = Translation()
+    result = Translation(net=net)
     _translate(net, b, result)
     graph = helper.make_graph(
         b.nodes, net.name or Path(net.source).stem,
@@ -156,7 +158,7 @@ def infer_shapes(net: CaffeNet) -> Translation:
 
     Shapes computed before a failing layer are kept; the error is re-raised.
     """
-    result = Translation()
+    result = Translation(net=net)
     b = Builder(shapes_only=True)
     try:
         _translate(net, b, result)

@@ -1,0 +1,118 @@
+"""Run a Caffe deploy net (prototxt + caffemodel) without Caffe: translated to ONNX, run by onnxruntime."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netdiff.errors import ModelError, ReferenceRunError
+from netdiff.runners.base import InputSpec, Model, register_runner
+from netdiff.types import Dump, Tensor
+
+
+def find_weights(prototxt: Path) -> Path:
+    """The caffemodel for ``prototxt``: ``<stem>.caffemodel`` beside it, else the only one in its folder.
+
+    Raises:
+        ModelError: No caffemodel, or several and none named after the prototxt.
+    """
+    beside = prototxt.with_suffix(".caffemodel")
+    if beside.is_file():
+        return beside
+    found = sorted(p for p in prototxt.parent.glob("*.caffemodel") if p.is_file())
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise ModelError(f"{prototxt}: no weights found (no .caffemodel beside it); pass weights=... "
+                         "(CLI: --weights model.caffemodel)")
+    raise ModelError(f"{prototxt}: several caffemodels beside it ({', '.join(p.name for p in found)}) and none "
+                     f"named {beside.name}; pass weights=... (CLI: --weights)")
+
+
+@register_runner("caffe")
+class CaffeModel(Model):
+    """A Caffe deploy net executed per layer with Caffe semantics (see docs/caffe.md).
+
+    Options:
+        weights: Path to the ``.caffemodel`` (default: found beside the prototxt).
+    """
+
+    suffixes = (".prototxt",)
+    options = ("weights",)
+
+    def __init__(self, path: str | Path, weights: str | Path | None = None, **options: Any) -> None:
+        super().__init__(path, **options)
+        self.weights = Path(weights) if weights is not None else None
+        self._translation: Any = None
+        self._structure: Any = None
+
+    def _weights_path(self) -> Path:
+        if self.weights is not None:
+            if not self.weights.is_file():
+                raise ModelError(f"{self.weights}: caffemodel not found")
+            return self.weights
+        return find_weights(self.path)
+
+    def net(self) -> Any:
+        """The parsed net with weights merged (:class:`netdiff.caffe.CaffeNet`)."""
+        return self.translation().net
+
+    def translation(self) -> Any:
+        """The ONNX translation (built once)."""
+        if self._translation is None:
+            from netdiff.caffe.net import load_net
+            from netdiff.caffe.to_onnx import translate
+
+            net = load_net(self.path, self._weights_path(), shapes=False)
+            self._translation = translate(net)
+        return self._translation
+
+    def input_specs(self) -> list[InputSpec]:
+        if self._structure is None:
+            from netdiff.caffe.net import load_net
+
+            self._structure = load_net(self.path, shapes=False)
+        return [InputSpec(name, tuple(shape), "float32") for name, shape in self._structure.inputs.items()]
+
+    def onnx_model(self) -> Any:
+        return self.translation().model
+
+    def describe(self) -> dict[str, Any]:
+        tr = self.translation()
+        return {"path": str(self.path), "format": self.name, "kind": "model", "weights": tr.net.weights,
+                "layers": len(tr.net.layers)}
+
+    def _run(self, feeds: dict[str, np.ndarray], on_tensor: Callable[[str], None] | None) -> Dump:
+        from netdiff.runners.onnxrt import check_feeds, make_session, with_all_outputs
+
+        tr = self.translation()
+        specs = {s.name: s for s in self.input_specs()}
+        check_feeds(feeds, specs)
+        feeds = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items()}
+        names = [o.name for o in tr.outputs]
+        session = make_session(with_all_outputs(tr.model, names))
+        try:
+            values = session.run(names, feeds)
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise ReferenceRunError(f"{self.path}: onnxruntime failed on the translated Caffe net: "
+                                    f"{str(e).splitlines()[0]}") from e
+        tensors: dict[str, Tensor] = {}
+        net = tr.net
+        for name in tr.inputs:
+            layer = net.input_layers.get(name, name)
+            index = [t for t, lay in net.input_layers.items() if lay == layer].index(name) \
+                if name in net.input_layers else 0
+            tensors[name] = Tensor.from_array(name, feeds[name], op_type="Input", order=0, source="input",
+                                              meta={"node": layer, "output_index": index, "blob": name})
+        for out, value in zip(tr.outputs, values):
+            tensors[out.name] = Tensor.from_array(
+                out.name, np.asarray(value), op_type=out.type, order=out.order, inputs=out.inputs,
+                source="onnxruntime (caffe)", meta={"node": out.layer, "output_index": out.index, "blob": out.blob})
+            if on_tensor is not None:
+                on_tensor(out.name)
+        meta = {"blobs": {k: list(v) for k, v in tr.blobs.items()}, "weights": net.weights, "tensor_names": "layer"}
+        return Dump(tensors=tensors, source=str(self.path), format=self.name, graph_inputs=list(tr.inputs),
+                    graph_outputs=list(tr.net_outputs), meta=meta)
