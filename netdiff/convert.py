@@ -38,21 +38,6 @@ class ConvertResult:
     target_only: int
 
 
-def parse_options(items: list[str] | None) -> dict[str, str]:
-    """Turn repeated ``key=value`` strings into reader options.
-
-    Raises:
-        ConvertError: An item has no ``=`` or an empty key.
-    """
-    options: dict[str, str] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConvertError(f"reader option {item!r} is not key=value")
-        options[key.strip()] = value.strip()
-    return options
-
-
 def output_format(out: str | os.PathLike[str], to: str | None) -> str:
     """Resolve the output format: ``to`` when given, else ``polygraphy`` for a ``.json`` path, else ``netdiff``."""
     if to is None:

@@ -17,7 +17,7 @@ def convert(
     source_format: Annotated[Optional[str], typer.Option("--from", help="Input format; detected when omitted.")] = None,
     to: Annotated[Optional[str], typer.Option("--to", help="Output format: netdiff or polygraphy "
                                               "(default: polygraphy for a .json path, else netdiff).")] = None,
-    option: Annotated[Optional[list[str]], typer.Option("--option", help="Reader option key=value "
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-O", help="Reader option key=value "
                                                          "(repeatable), e.g. side=runtime.")] = None,
     runner_name: Annotated[str, typer.Option("--runner-name", help="Runner name in a Polygraphy output.")] = "netdiff",
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output.")] = False,
@@ -25,9 +25,10 @@ def convert(
     """Convert a dump (Ascend, NNIE, msit, RKNN, Polygraphy, npy, ...) to netdiff or Polygraphy format."""
     from rich.console import Console
 
-    from netdiff.convert import convert_dump, parse_options
+    from netdiff.cli._common import parse_options
+    from netdiff.convert import convert_dump
 
-    result = convert_dump(dump, out, source_format=source_format, to=to, options=parse_options(option),
+    result = convert_dump(dump, out, source_format=source_format, to=to, options=parse_options(option, "--option"),
                           force=force, runner_name=runner_name)
     extra = f" ({result.target_only} device-internal)" if result.target_only else ""
     Console(highlight=False).print(f"wrote {result.tensors} tensors{extra} from {result.source_format} "

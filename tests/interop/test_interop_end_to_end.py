@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from netdiff.convert import ConvertError, convert_dump, parse_options
+from netdiff.convert import ConvertError, convert_dump
 from netdiff.errors import OutputError
 from netdiff.readers import read_dump
 
@@ -106,9 +106,6 @@ def test_convert_msit_to_netdiff_keeps_values_and_inputs(tmp_path, writers, rng)
 
 
 def test_convert_option_errors():
-    assert parse_options(["side=runtime", " iteration = 2 "]) == {"side": "runtime", "iteration": "2"}
-    with pytest.raises(ConvertError, match="'side' is not key=value"):
-        parse_options(["side"])
     with pytest.raises(ConvertError, match="unknown output format 'onnx'; choose one of: netdiff, polygraphy"):
         convert_dump(Path("."), Path("x"), to="onnx")
 
@@ -118,7 +115,9 @@ def test_cli_convert(reference_and_snapshot, tmp_path, capsys):
         from netdiff.cli import main
     except ImportError as e:  # other CLI commands are still being written
         pytest.skip(f"netdiff.cli not importable yet: {e}")
-    _, root, _ = reference_and_snapshot
+    ref_path, root, _ = reference_and_snapshot
+    assert main(["compare", str(ref_path), str(root), "--side", "simulator"]) == 1  # divergence found
+    assert FAULT in capsys.readouterr().out
     out = tmp_path / "sim.json"
     assert main(["convert", str(root), "--out", str(out), "--option", "side=runtime"]) == 2
     assert "no 'runtime' folder (present: golden, simulator)" in capsys.readouterr().err
@@ -127,6 +126,8 @@ def test_cli_convert(reference_and_snapshot, tmp_path, capsys):
     assert read_dump(out).names == read_dump(root, side="golden").names
     assert main(["convert", str(root), "--out", str(out)]) == 2
     assert "exists (use --force" in capsys.readouterr().err
+    assert main(["convert", str(root), "--out", str(out), "-O", "side"]) == 2
+    assert "--option expects KEY=VALUE, got 'side'" in capsys.readouterr().err
 
 
 def test_detection_priorities_and_no_match_message(tmp_path, writers):
