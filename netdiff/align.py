@@ -211,6 +211,9 @@ def reconcile_shapes(ref: Tensor, tgt: Tensor) -> tuple[Transform | None, tuple[
         (transform or None when the shapes cannot be reconciled, equally plausible alternatives,
         a short reason).
     """
+    for side in (ref, tgt):
+        if side.error:
+            return None, (), side.error
     rs, ts = tuple(ref.shape), tuple(tgt.shape)
     layout_perm = _layout_permutation(ref, tgt)
     if rs == ts:

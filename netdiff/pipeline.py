@@ -184,6 +184,9 @@ def measure_pair(ref: Tensor, tgt: Tensor, match: Match, thresholds: Thresholds)
     """Compare one aligned pair; a bad tensor gives status ``error``, never an exception."""
     layer = LayerResult(name=ref.name, target_name=tgt.name, op_type=ref.op_type, order=ref.order,
                         status="error", match=match, shape=ref.shape, target_shape=tgt.shape, inputs=ref.inputs)
+    if ref.error or tgt.error:
+        layer.reason = ref.error or tgt.error or ""
+        return layer
     if match.transform is None:
         layer.status = "shape_mismatch"
         layer.reason = match.reason

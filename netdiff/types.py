@@ -61,6 +61,22 @@ class Tensor:
         """Number of elements."""
         return math.prod(self.shape)
 
+    @property
+    def error(self) -> str | None:
+        """Why the tensor cannot be read (set by readers for a corrupt file), else None."""
+        value = self.meta.get("error") if self.meta else None
+        return str(value) if value else None
+
+    @classmethod
+    def unreadable(cls, name: str, reason: str, source: str = "") -> Tensor:
+        """A placeholder for a tensor whose file is corrupt: listed, compared as status 'error'."""
+        from netdiff.errors import DumpFormatError
+
+        def fail() -> np.ndarray:
+            raise DumpFormatError(reason)
+
+        return cls(name=name, shape=(), dtype="unknown", loader=fail, source=source, meta={"error": reason})
+
     @classmethod
     def from_array(cls, name: str, array: np.ndarray, **info: Any) -> Tensor:
         """Wrap an in-memory array."""
@@ -362,13 +378,18 @@ class Report:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        """True when no compared layer diverged."""
-        return not self.diverged
+        """True when no layer diverged, failed to read or could not be reconciled."""
+        return not self.failed
 
     @property
     def diverged(self) -> bool:
         """True when any layer diverged."""
         return any(layer.status == "diverged" for layer in self.layers)
+
+    @property
+    def failed(self) -> bool:
+        """True when any layer diverged, is unreadable (error) or has an irreconcilable shape."""
+        return any(layer.status in ("diverged", "error", "shape_mismatch") for layer in self.layers)
 
     def layer(self, name: str) -> LayerResult:
         """Return the result for a reference (or target) tensor name."""
@@ -385,7 +406,7 @@ class Report:
         compared = [x for x in self.layers if x.metrics is not None]
         worst = min(compared, key=lambda x: _nan_low(x.metrics.cosine), default=None)
         return {
-            "verdict": "diverged" if self.diverged else "ok",
+            "verdict": "diverged" if self.diverged else "incomplete" if self.failed else "ok",
             "layers": len(self.layers),
             "compared": len(compared),
             "counts": counts,

@@ -11,6 +11,8 @@ from netdiff.cli import dump  # noqa: E402,F401
 from netdiff.cli import inspect  # noqa: E402,F401
 from netdiff.cli import demo  # noqa: E402,F401
 from netdiff.cli import convert  # noqa: E402,F401
+from netdiff.cli import ascend_config  # noqa: E402,F401
+from netdiff.cli import nnie_cfg_check  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,7 +52,7 @@ def compare_command(
                      diagnose=not no_diagnose, isolated=isolated, progress=terminal_progress())
     write_outputs(report, json_path, csv_path, html_path)
     console().print(ReportView(report, show_all=show_all))
-    raise typer.Exit(1 if report.diverged else 0)
+    raise typer.Exit(1 if report.failed else 0)
 
 
 def write_outputs(report, json_path: Path | None, csv_path: Path | None, html_path: Path | None) -> None:

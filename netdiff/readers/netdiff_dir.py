@@ -67,8 +67,11 @@ def _tensor(root: Path, entry: Any, index: int) -> Tensor:
     if root not in file.parents:
         raise DumpFormatError(f"{where}: file {entry['file']!r} is outside the dump directory")
     if not file.is_file():
-        raise DumpFormatError(f"{where}: file {entry['file']!r} does not exist")
-    shape, dtype = npy_header(file)
+        return Tensor.unreadable(entry["name"], f"{where}: file {entry['file']!r} does not exist", str(file))
+    try:
+        shape, dtype = npy_header(file)
+    except DumpFormatError as e:
+        return Tensor.unreadable(entry["name"], str(e), str(file))
     declared = entry.get("shape")
     if isinstance(declared, list) and [_int(d) for d in declared] != list(shape):
         raise DumpFormatError(f"{where} ({entry['name']!r}): manifest shape {declared} differs from the file's {list(shape)}")

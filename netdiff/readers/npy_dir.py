@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from netdiff._io import load_npy, npy_header
+from netdiff.errors import DumpFormatError
 from netdiff.readers.base import Reader, register_reader
 from netdiff.types import Dump, Tensor
 
@@ -26,7 +27,11 @@ class NpyDirReader(Reader):
             if not file.is_file():
                 continue
             name = file.relative_to(path).with_suffix("").as_posix()
-            shape, dtype = npy_header(file)
+            try:
+                shape, dtype = npy_header(file)
+            except DumpFormatError as e:
+                tensors[name] = Tensor.unreadable(name, str(e), str(file))
+                continue
             tensors[name] = Tensor(name=name, shape=shape, dtype=dtype.name,
                                    loader=functools.partial(load_npy, file), source=str(file))
         return Dump(tensors=tensors, source=str(path), format=self.name)

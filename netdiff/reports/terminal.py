@@ -78,7 +78,7 @@ class LayerTable:
         status = Text(layer.status, style=STATUS_STYLE.get(layer.status, ""))
         cells: list[Text | str] = [str(layer.order if layer.order is not None else i), name, layer.op_type or "", status]
         if m is None:
-            cells += [Text(_short(layer.reason), style="dim"), "", "", "", ""]
+            cells += [Text(_short(layer.reason.split(": ", 1)[-1]), style="dim"), "", "", "", ""]
         else:
             th = self.report.thresholds
             cells += [
@@ -132,6 +132,8 @@ class SummaryPanel:
         text = Text()
         if r.diverged:
             text.append("DIVERGED", style="bold red")
+        elif r.failed:
+            text.append("INCOMPLETE", style="bold magenta")
         else:
             text.append("OK", style="bold green")
         text.append(f"  {s['compared']} of {s['layers']} tensors compared "
@@ -156,7 +158,7 @@ class SummaryPanel:
         target_only = r.meta.get("target_only") or []
         if target_only:
             text.append(f"\ntarget-only (device-internal, not compared): {len(target_only)}", style="dim")
-        yield Panel(text, title="summary", title_align="left", border_style="red" if r.diverged else "green")
+        yield Panel(text, title="summary", title_align="left", border_style="red" if r.failed else "green")
 
 
 class ReportView:

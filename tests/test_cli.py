@@ -1,0 +1,63 @@
+"""CLI commands: dump, inspect, demo, help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+
+from netdiff.cli import main
+from netdiff.readers import read_dump
+
+
+def test_dump_writes_every_tensor(tmp_path, cnn_path, cnn_input_path, cnn_reference, capsys):
+    out = tmp_path / "ref"
+    assert main(["dump", str(cnn_path), "--input", str(cnn_input_path), "--out", str(out)]) == 0
+    dump = read_dump(out)
+    assert dump.names == cnn_reference.names
+    assert dump["/features/conv1/Conv_output_0"].op_type == "Conv"
+    assert dump.graph_inputs == ["input"]
+    for t in cnn_reference:
+        assert np.array_equal(dump[t.name].load(), t.load())
+    assert "wrote 15 tensors" in capsys.readouterr().out
+    assert main(["dump", str(cnn_path), "--input", str(cnn_input_path), "--out", str(out)]) == 2
+    assert "--force" in capsys.readouterr().err
+
+
+def test_dump_then_compare_dump_vs_dump(tmp_path, cnn_path, cnn_input_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    main(["dump", str(cnn_path), "-i", str(cnn_input_path), "--out", str(a)])
+    main(["dump", str(cnn_path), "-i", str(cnn_input_path), "--out", str(b)])
+    assert main(["compare", str(a), str(b)]) == 0
+
+
+def test_inspect_model_and_dump(tmp_path, cnn_path, cnn_input_path, capsys):
+    assert main(["inspect", str(cnn_path), "-i", str(cnn_input_path)]) == 0
+    out = capsys.readouterr().out
+    assert "/features/conv1/Conv_output_0" in out and "[1, 16, 32, 32]" in out
+
+
+def test_demo_finds_planted_fault(tmp_path, capsys):
+    rc = main(["demo", "--out", str(tmp_path / "demo"), "--json", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "first divergence: /features/conv3/Conv_output_0" in out
+    assert "planted fault was found" in out
+    assert (tmp_path / "r.json").exists() and (tmp_path / "demo" / "small_cnn.onnx").exists()
+
+
+def test_console_script_help_and_no_heavy_imports():
+    code = ("import sys; from netdiff.cli import main; rc = main(['--help']); "
+            "bad = [m for m in ('onnxruntime', 'onnx', 'scipy') if m in sys.modules]; print('HEAVY', bad); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert "compare" in proc.stdout and "HEAVY []" in proc.stdout
+
+
+def test_debug_flag_shows_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "netdiff", "--debug", "compare", "nope.onnx", "x"],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "netdiff", "compare", "nope.onnx", "x"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -1,0 +1,149 @@
+"""Metrics against straightforward numpy formulas, including the degenerate cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from netdiff.metrics import EPS, KL_FLOOR, channel_cosines, compute_metrics
+
+
+def naive(r: np.ndarray, x: np.ndarray) -> dict[str, float]:
+    r = r.astype(np.float64).ravel()
+    x = x.astype(np.float64).ravel()
+    d = x - r
+    big = np.abs(r) > EPS
+    rel = np.where(big, np.abs(x / np.where(big, r, 1) - 1), 0)
+
+    def norm(v):
+        lo, hi = v.min(), v.max()
+        p = (v - lo) / (hi - lo) if hi > lo else v
+        p = np.maximum(p, KL_FLOOR)
+        return p / p.sum()
+
+    p, q = norm(x), norm(r)
+    return {
+        "cosine": float(np.sum(r * x) / (np.linalg.norm(r) * np.linalg.norm(x))),
+        "max_abs": float(np.max(np.abs(d))),
+        "mean_abs": float(np.mean(np.abs(d))),
+        "rmse": float(np.sqrt(np.mean(d ** 2))),
+        "rel_l2": float(np.linalg.norm(d) / np.linalg.norm(r)),
+        "sqnr_db": float(20 * np.log10(np.linalg.norm(r) / np.linalg.norm(d))),
+        "max_rel": float(rel[big].max()),
+        "mean_rel": float(rel.sum() / rel.size),
+        "kl": float(np.sum(p * np.log(p / q))),
+        "ref_min": float(r.min()), "ref_max": float(r.max()), "ref_mean": float(r.mean()), "ref_std": float(r.std()),
+        "target_min": float(x.min()), "target_max": float(x.max()),
+        "target_mean": float(x.mean()), "target_std": float(x.std()),
+    }
+
+
+@pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 3, 17, 19), (1, 300, 301)])
+@pytest.mark.parametrize("chunk", [64, 1 << 16])
+def test_metrics_match_naive_formulas(shape, chunk):
+    rng = np.random.default_rng(sum(shape))
+    r = rng.standard_normal(shape).astype(np.float32) * 3 + 1
+    x = (r + 0.1 * rng.standard_normal(shape)).astype(np.float32)
+    m = compute_metrics(r, x, chunk_elements=chunk)
+    for key, value in naive(r, x).items():
+        assert getattr(m, key) == pytest.approx(value, rel=1e-9, abs=1e-12), key
+    assert m.count == m.finite_count == r.size
+    assert m.notes == ()
+
+
+def test_metrics_on_strided_views_equal_contiguous():
+    rng = np.random.default_rng(0)
+    r = rng.standard_normal((2, 8, 9, 4)).astype(np.float32)
+    x = r + 0.01
+    view = x.transpose(0, 3, 1, 2)
+    m1 = compute_metrics(r.transpose(0, 3, 1, 2), view, chunk_elements=50)
+    m2 = compute_metrics(np.ascontiguousarray(r.transpose(0, 3, 1, 2)), np.ascontiguousarray(view))
+    assert m1.cosine == pytest.approx(m2.cosine, abs=1e-12)
+    assert m1.rmse == pytest.approx(m2.rmse, rel=1e-12)
+
+
+def test_identical_tensors():
+    r = np.linspace(-1, 1, 100, dtype=np.float32)
+    m = compute_metrics(r, r.copy())
+    assert m.cosine == 1.0 and m.rel_l2 == 0.0 and m.max_abs == 0.0
+    assert math.isinf(m.sqnr_db) and m.sqnr_db > 0
+    assert m.kl == 0.0
+
+
+def test_both_all_zero_is_cosine_one():
+    z = np.zeros((4, 4), np.float32)
+    m = compute_metrics(z, z)
+    assert m.cosine == 1.0 and m.rel_l2 == 0.0 and m.max_abs == 0.0
+
+
+def test_one_side_all_zero_is_nan_with_reason():
+    r = np.ones(10, np.float32)
+    m = compute_metrics(r, np.zeros(10, np.float32))
+    assert math.isnan(m.cosine)
+    assert any("target is all zero" in n for n in m.notes)
+    m2 = compute_metrics(np.zeros(10, np.float32), r)
+    assert math.isnan(m2.cosine) and math.isnan(m2.rel_l2)
+    assert any("reference is all zero" in n for n in m2.notes)
+
+
+def test_scalars():
+    m = compute_metrics(np.array(2.0, np.float32), np.array(3.0, np.float32))
+    assert m.cosine == pytest.approx(1.0)
+    assert m.max_abs == pytest.approx(1.0)
+    assert m.rel_l2 == pytest.approx(0.5)
+    m = compute_metrics(np.array(2.0), np.array(-2.0))
+    assert m.cosine == pytest.approx(-1.0)
+
+
+def test_nan_and_inf_are_counted_and_skipped():
+    rng = np.random.default_rng(1)
+    r = rng.standard_normal(1000)
+    x = r + 0.01
+    x[[3, 10]] = np.nan
+    x[20] = np.inf
+    r[30] = -np.inf
+    m = compute_metrics(r, x, chunk_elements=128)
+    keep = np.isfinite(r) & np.isfinite(x)
+    expected = naive(r[keep], x[keep])
+    assert m.target_nan == 2 and m.target_inf == 1 and m.ref_inf == 1 and m.ref_nan == 0
+    assert m.finite_count == 996 and m.count == 1000
+    assert m.cosine == pytest.approx(expected["cosine"], rel=1e-12)
+    assert m.max_abs == pytest.approx(expected["max_abs"])
+    assert any("skipped" in n for n in m.notes)
+
+
+def test_all_nan_target_gives_nan_metrics_not_crash():
+    r = np.ones(5)
+    m = compute_metrics(r, np.full(5, np.nan))
+    assert math.isnan(m.cosine) and m.target_nan == 5 and m.finite_count == 0
+
+
+def test_empty_tensor():
+    m = compute_metrics(np.zeros((0, 3)), np.zeros((0, 3)))
+    assert m.count == 0 and math.isnan(m.cosine)
+    assert "empty tensor" in m.notes
+
+
+def test_relative_error_skips_reference_zeros():
+    r = np.array([0.0, 2.0, 4.0])
+    x = np.array([5.0, 3.0, 4.0])
+    m = compute_metrics(r, x)
+    assert m.max_rel == pytest.approx(0.5)
+    assert m.mean_rel == pytest.approx(0.5 / 3)
+
+
+def test_metrics_shape_mismatch_is_value_error():
+    with pytest.raises(ValueError):
+        compute_metrics(np.zeros(3), np.zeros(4))
+
+
+def test_channel_cosines_flags_one_channel():
+    rng = np.random.default_rng(2)
+    r = rng.standard_normal((1, 4, 5, 5))
+    x = r.copy()
+    x[0, 2] = -x[0, 2]
+    cos = channel_cosines(r, x)
+    assert cos[2] == pytest.approx(-1.0)
+    assert np.allclose(np.delete(cos, 2), 1.0)

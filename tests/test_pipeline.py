@@ -1,0 +1,145 @@
+"""End to end: ONNX reference vs target dumps with planted faults (the core acceptance)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import netdiff
+from netdiff.cli import main
+from netdiff.types import Thresholds
+from tests.conftest import escape, save_target
+
+CONV3 = "/features/conv3/Conv_output_0"
+
+
+def perturb(value: np.ndarray) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return value + 0.5 * value.std() * rng.standard_normal(value.shape).astype(value.dtype)
+
+
+def test_perturbed_layer_is_first_divergence(tmp_path, cnn_path, cnn_input_path, cnn_reference):
+    target = save_target(cnn_reference, tmp_path / "t", rename=escape, perturb={CONV3: perturb})
+    report = netdiff.compare(cnn_path, target, {"input": cnn_input_path})
+    assert report.first_divergence == CONV3
+    assert report.origins == [CONV3]
+    layer = report.layer(CONV3)
+    assert layer.introduced and layer.status == "diverged" and layer.match.method == "normalized"
+    assert not report.layer("/features/bn3/BatchNormalization_output_0").introduced
+    assert report.layer("/features/pool/MaxPool_output_0").status == "ok"
+
+
+def test_clean_target_has_no_origin(tmp_path, cnn_path, cnn_input_path, cnn_reference):
+    target = save_target(cnn_reference, tmp_path / "t")
+    report = netdiff.compare(cnn_path, target, cnn_input_path)
+    assert report.first_divergence is None and report.origins == []
+    assert not report.diverged and bool(report)
+    assert all(x.status == "ok" for x in report.layers)
+
+
+def test_nhwc_storage_with_escaped_names(tmp_path, cnn_path, cnn_input_path, cnn_reference):
+    target = save_target(cnn_reference, tmp_path / "t", rename=escape, nhwc=True, perturb={CONV3: perturb})
+    report = netdiff.compare(cnn_path, target, cnn_input_path)
+    assert report.first_divergence == CONV3
+    conv1 = report.layer("/features/conv1/Conv_output_0")
+    assert conv1.status == "ok" and conv1.match.transform.description == "NHWC->NCHW"
+    assert report.summary()["counts"]["missing_in_target"] == 0
+
+
+def test_second_onnx_model_is_a_valid_target(cnn_path, cnn_input_path):
+    report = netdiff.compare(cnn_path, cnn_path, cnn_input_path)
+    assert report.summary()["compared"] == len(report.layers) and not report.diverged
+
+
+def test_thresholds_are_configurable(tmp_path, cnn_path, cnn_input_path, cnn_reference):
+    small = {CONV3: lambda v: v * 1.02}
+    target = save_target(cnn_reference, tmp_path / "t", perturb=small)
+    assert not netdiff.compare(cnn_path, target, cnn_input_path).diverged
+    strict = netdiff.compare(cnn_path, target, cnn_input_path, thresholds=Thresholds(cosine=0.99, rel_l2=0.01))
+    assert strict.first_divergence == CONV3
+
+
+def test_demo_fault_propagates_with_error_gain(tmp_path):
+    from netdiff.demo import build_demo
+
+    case = build_demo(tmp_path)
+    report = netdiff.compare(case.model, case.target, case.input)
+    assert report.first_divergence == case.planted_layer
+    conv3 = report.layer(case.planted_layer)
+    assert conv3.error_gain > 5
+    relu3 = report.layer("/features/relu3/Relu_output_0")
+    assert relu3.status == "diverged" and not relu3.introduced and 0.5 < relu3.error_gain < 2
+
+
+def test_truncated_tensor_file_is_error_layer_not_crash(tmp_path, cnn_path, cnn_input_path, cnn_reference):
+    target = save_target(cnn_reference, tmp_path / "t")
+    victim = target / "_features_relu2_Relu_output_0.npy"
+    victim = next(target.glob("*relu2*"))
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])
+    report = netdiff.compare(cnn_path, target, cnn_input_path)
+    assert any(x.status == "error" and "truncated" in x.reason for x in report.layers)
+    assert main(["compare", str(cnn_path), str(target), "--input", str(cnn_input_path)]) == 1
+
+
+def test_cli_compare_json_and_exit_codes(tmp_path, cnn_path, cnn_input_path, cnn_reference, capsys):
+    bad = save_target(cnn_reference, tmp_path / "bad", rename=escape, perturb={CONV3: perturb})
+    out = tmp_path / "r.json"
+    csv = tmp_path / "r.csv"
+    rc = main(["compare", str(cnn_path), str(bad), "--input", str(cnn_input_path), "--json", str(out), "--csv", str(csv)])
+    assert rc == 1
+    data = json.loads(out.read_text())
+    for key in ("version", "reference", "target", "thresholds", "layers", "first_divergence", "origins",
+                "findings", "summary"):
+        assert key in data
+    assert data["first_divergence"] == CONV3
+    layer = next(x for x in data["layers"] if x["name"] == CONV3)
+    for key in ("name", "target_name", "op_type", "order", "status", "metrics", "alignment", "introduced", "error_gain"):
+        assert key in layer
+    assert set(layer["metrics"]) >= {"cosine", "max_abs", "mean_abs", "rmse", "rel_l2", "sqnr_db", "max_rel",
+                                     "mean_rel", "kl"}
+    assert layer["alignment"]["method"] == "normalized"
+    header = csv.read_text().splitlines()[0]
+    assert "CosineSimilarity" in header and "RelativeEuclideanDistance" in header
+    good = save_target(cnn_reference, tmp_path / "good")
+    assert main(["compare", str(cnn_path), str(good), "--input", str(cnn_input_path)]) == 0
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["compare", "nope.onnx", "nope_dir"], "no such file"),
+    (["compare", "{cnn}", "{cnn}", "--input", "input={missing}"], "does not exist"),
+    (["compare", "{cnn}", "{cnn}", "--input", "wrong={inp}"], "unknown input"),
+    (["compare", "{cnn}", "{cnn}", "--map", "{missing}"], "cannot read the mapping"),
+])
+def test_cli_bad_input_is_one_line_exit_2(args, message, cnn_path, cnn_input_path, tmp_path, capsys):
+    args = [a.format(cnn=cnn_path, inp=cnn_input_path, missing=tmp_path / "missing.npy") for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_random_input_when_none_given(cnn_path, caplog):
+    report = netdiff.compare(cnn_path, cnn_path)
+    assert report.inputs == {"input": "random(seed=0)"}
+    assert "random input" in caplog.text
+
+
+def test_dynamic_input_requires_concrete_input(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])
+    m = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]),
+                          opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "dyn.onnx"
+    onnx.save(m, str(path))
+    with pytest.raises(netdiff.errors.InputError, match="dynamic shape"):
+        netdiff.compare(path, path)
+    arr = tmp_path / "x.npy"
+    np.save(arr, np.ones((2, 3), np.float32))
+    assert not netdiff.compare(path, path, {"x": arr}).diverged
