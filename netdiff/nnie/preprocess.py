@@ -280,3 +280,55 @@ def _fmt(values: Sequence[float] | None, digits: int = 4) -> str:
     if values is None:
         return "none"
     return "[" + ", ".join(f"{v:.{digits}g}" for v in values) + "]"
+
+
+def parse_values(text: str | Sequence[float] | None, what: str) -> tuple[float, ...] | None:
+    """Parse ``"123.675,116.28,103.53"`` (commas or spaces; ``a/b`` fractions allowed).
+
+    Raises:
+        InputError: A value is not a number.
+    """
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        return tuple(float(v) for v in text)
+    values = []
+    for part in text.replace(",", " ").split():
+        try:
+            num, _, den = part.partition("/")
+            values.append(float(num) / float(den) if den else float(num))
+        except (ValueError, ZeroDivisionError):
+            raise InputError(f"{what}: {part!r} is not a number (expected e.g. 123.675,116.28,103.53)") from None
+    if not values:
+        raise InputError(f"{what}: no values given")
+    return tuple(values)
+
+
+def check_cfg_file(path: str, *, mean: str | Sequence[float] | None = None, std: str | Sequence[float] | None = None,
+                   scale: str | float | None = None, channel_order: str = "RGB",
+                   input_index: int = 0) -> tuple[MapperConfig, list[Finding]]:
+    """Read a mapper cfg and check it against the training preprocessing (see :func:`check_cfg`).
+
+    Raises:
+        InputError: Bad cfg, bad values, or both ``std`` and ``scale`` given.
+    """
+    from netdiff.nnie.cfg import read_cfg
+
+    if std is not None and scale is not None:
+        raise InputError("give either --std or --scale, not both")
+    scale_value = parse_values(str(scale), "--scale") if scale is not None else None
+    if scale_value is not None and len(scale_value) != 1:
+        raise InputError(f"--scale takes one number, got {len(scale_value)}")
+    mean_v, std_v = parse_values(mean, "--mean"), parse_values(std, "--std")
+    if std_v is not None and any(s <= 0 for s in std_v):
+        raise InputError("--std values must be positive")
+    if mean_v is not None and std_v is not None and len(std_v) not in (1, len(mean_v)):
+        raise InputError(f"--mean has {len(mean_v)} values but --std has {len(std_v)}")
+    if mean_v is not None and std_v is not None and len(std_v) == 1:
+        std_v = std_v * len(mean_v)
+    if channel_order.upper() not in ("RGB", "BGR"):
+        raise InputError(f"--channel-order must be RGB or BGR, got {channel_order!r}")
+    cfg = read_cfg(path)
+    reference = ReferencePreprocess(mean=mean_v, std=std_v, scale=scale_value[0] if scale_value else None,
+                                    channel_order=channel_order.upper())
+    return cfg, check_cfg(cfg, reference, input_index)

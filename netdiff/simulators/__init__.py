@@ -2,4 +2,6 @@
 
 from netdiff.simulators.base import Simulator, get_simulator, register_simulator, simulator_names
 
+from netdiff.simulators import nnie  # noqa: E402,F401  (registration)
+
 __all__ = ["Simulator", "get_simulator", "register_simulator", "simulator_names"]
