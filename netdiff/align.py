@@ -96,16 +96,23 @@ class _ReferenceIndex:
         self.blobs: dict[str, list[str]] = {b: list(w) for b, w in blobs.items() if w}
 
     def resolve(self, name: str, output_index: int = 0) -> tuple[str | None, str]:
-        """Reference tensor for a tensor or node name, exact then normalised."""
-        if name in self.dump:
-            return name, "exact"
+        """Reference tensor for a tensor or node name, exact then normalised.
+
+        For ``output_index`` > 0 the name must be a node (or ``name:k``): the bare tensor name
+        would be output 0.
+        """
         if (name, output_index) in self.nodes:
             return self.nodes[(name, output_index)], "exact"
+        tensor_name = f"{name}:{output_index}" if output_index > 0 else name
+        if tensor_name in self.dump:
+            return tensor_name, "exact"
         key = normalize_name(name)
+        nodes = [t for (n, k), t in self.nodes.items() if k == output_index and normalize_name(n) == key]
+        if output_index > 0:
+            return (nodes[0], "normalized") if len(nodes) == 1 else (None, "")
         hits = self.normalized.get(key, [])
         if len(hits) == 1:
             return hits[0], "normalized"
-        nodes = [t for (n, k), t in self.nodes.items() if k == output_index and normalize_name(n) == key]
         if len(nodes) == 1:
             return nodes[0], "normalized"
         if len(hits) > 1:

@@ -5,7 +5,7 @@ The manifest is a stable format other tools may write (docs/dump-format.md)::
     {"format": "netdiff-dump", "version": 1,
      "tensors": [{"name": ..., "file": ..., "shape": [...], "dtype": ..., "order": 0,
                   "op_type": ..., "layout": ..., "inputs": [...]}],
-     "graph_inputs": [...], "graph_outputs": [...], "source": ..., "meta": {...}}
+     "graph_inputs": [...], "graph_outputs": [...], "target_only": [...], "source": ..., "meta": {...}}
 
 Only ``name`` and ``file`` are required per tensor; ``order`` gives the topological order.
 """
@@ -37,7 +37,22 @@ def tensor_entry(tensor: Tensor, file: str) -> dict[str, Any]:
         entry["inputs"] = list(tensor.inputs)
     if tensor.origin_names:
         entry["origin_names"] = list(tensor.origin_names)
+    meta = _plain(dict(tensor.meta)) if tensor.meta else {}
+    if meta:
+        entry["meta"] = meta
     return entry
+
+
+def _plain(meta: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-friendly part of a meta dict (scalars, strings, lists and dicts of them)."""
+    out = {}
+    for key, value in meta.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            continue
+        out[str(key)] = value
+    return out
 
 
 def write_dump(dump: Dump | Iterable[Tensor], out_dir: str | os.PathLike[str], force: bool = False,
@@ -63,6 +78,9 @@ def write_dump(dump: Dump | Iterable[Tensor], out_dir: str | os.PathLike[str], f
         graph_inputs = graph_inputs or dump.graph_inputs
         graph_outputs = graph_outputs or dump.graph_outputs
         meta = meta if meta is not None else dump.meta
+        target_only = list(dump.target_only)
+    else:
+        target_only = []
     taken: set[str] = {"manifest"}
     entries = []
     for tensor in dump:
@@ -72,6 +90,7 @@ def write_dump(dump: Dump | Iterable[Tensor], out_dir: str | os.PathLike[str], f
         if on_tensor is not None:
             on_tensor(tensor)
     manifest = {"format": FORMAT, "version": VERSION, "source": source, "tensors": entries,
-                "graph_inputs": list(graph_inputs), "graph_outputs": list(graph_outputs), "meta": meta or {}}
+                "graph_inputs": list(graph_inputs), "graph_outputs": list(graph_outputs),
+                "target_only": target_only, "meta": _plain(meta or {})}
     write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1, default=str) + "\n")
     return out

@@ -15,6 +15,7 @@ import numpy as np
 from netdiff.align import Alignment, align_dumps, load_mapping
 from netdiff.errors import NetdiffError
 from netdiff.inputs import InputsLike, resolve_feeds
+from netdiff.detail import layer_detail
 from netdiff.metrics import compute_metrics, iter_chunks
 from netdiff.progress import NullProgress, Progress
 from netdiff.readers import read_dump
@@ -180,8 +181,11 @@ def measure_all(reference: Dump, target: Dump, alignment: Alignment, thresholds:
     return layers
 
 
-def measure_pair(ref: Tensor, tgt: Tensor, match: Match, thresholds: Thresholds) -> LayerResult:
-    """Compare one aligned pair; a bad tensor gives status ``error``, never an exception."""
+def measure_pair(ref: Tensor, tgt: Tensor, match: Match, thresholds: Thresholds, detail: bool = True) -> LayerResult:
+    """Compare one aligned pair; a bad tensor gives status ``error``, never an exception.
+
+    With ``detail``, downsampled histograms and channel data are kept for rich reports.
+    """
     layer = LayerResult(name=ref.name, target_name=tgt.name, op_type=ref.op_type, order=ref.order,
                         status="error", match=match, shape=ref.shape, target_shape=tgt.shape, inputs=ref.inputs)
     if ref.error or tgt.error:
@@ -200,7 +204,10 @@ def measure_pair(ref: Tensor, tgt: Tensor, match: Match, thresholds: Thresholds)
         if transform is not match.transform:
             layer.match = Match(match.reference, match.target, match.method, transform,
                                 reason=f"{match.reason}; {transform.description} fits best (cosine)")
-        layer.metrics = compute_metrics(r, transform.apply(t, tuple(r.shape)))
+        aligned = transform.apply(t, tuple(r.shape))
+        layer.metrics = compute_metrics(r, aligned)
+        if detail:
+            layer.extra["detail"] = layer_detail(r, aligned)
     except (NetdiffError, ValueError, OSError) as e:
         layer.reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         return layer

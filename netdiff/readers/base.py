@@ -120,7 +120,7 @@ def detect_format(path: str | Path) -> str:
             continue
     if not hits:
         raise DumpFormatError(f"{path}: not a recognised dump (tried: {', '.join(reader_names())}); "
-                              "use --target-format/--reference-format to force one")
+                              "name the format explicitly to force one")
     return max(hits)[1]
 
 

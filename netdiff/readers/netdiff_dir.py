@@ -36,7 +36,8 @@ class NetdiffDirReader(Reader):
         meta = manifest.get("meta") if isinstance(manifest.get("meta"), dict) else {}
         return Dump(tensors={t.name: t for t in ordered}, source=str(manifest.get("source") or path),
                     format=self.name, graph_inputs=_names(manifest, "graph_inputs"),
-                    graph_outputs=_names(manifest, "graph_outputs"), meta=meta)
+                    graph_outputs=_names(manifest, "graph_outputs"), meta=meta,
+                    target_only=[n for n in _names(manifest, "target_only") if n in tensors])
 
 
 def _load_manifest(path: Path) -> dict[str, Any]:
@@ -86,6 +87,7 @@ def _tensor(root: Path, entry: Any, index: int) -> Tensor:
         inputs=tuple(str(x) for x in inputs) if isinstance(inputs, list) else (),
         origin_names=tuple(str(x) for x in origin) if isinstance(origin, list) else (),
         source=str(file),
+        meta=entry["meta"] if isinstance(entry.get("meta"), dict) else {},
     )
 
 

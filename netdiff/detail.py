@@ -1,0 +1,84 @@
+"""Small, downsampled per-layer data for rich reports: histograms, channel cosines, error heatmap.
+
+Stored in ``LayerResult.extra["detail"]`` and in the JSON report, so an HTML report can be
+re-rendered from the JSON alone. Kept small (a few KB per layer).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from netdiff.metrics import channel_cosines
+
+BINS = 48
+MAX_CHANNELS = 512
+HEATMAP = 32
+SAMPLE = 1 << 18
+
+
+def layer_detail(reference: np.ndarray, target: np.ndarray) -> dict[str, Any]:
+    """Histograms of both sides and of the error, per-channel cosine, worst-channel error heatmap.
+
+    Args:
+        reference: Reference array.
+        target: Target array aligned to the reference's shape.
+    """
+    r = _sample(reference)
+    x = _sample(target)
+    keep = np.isfinite(r) & np.isfinite(x)
+    r, x = r[keep], x[keep]
+    detail: dict[str, Any] = {}
+    if r.size:
+        lo = float(min(r.min(), x.min()))
+        hi = float(max(r.max(), x.max()))
+        if hi <= lo:
+            hi = lo + 1.0
+        edges = np.linspace(lo, hi, BINS + 1)
+        err = x - r
+        elo, ehi = float(err.min()), float(err.max())
+        if ehi <= elo:
+            ehi = elo + 1e-12
+        detail["histogram"] = {
+            "edges": [lo, hi],
+            "reference": np.histogram(r, edges)[0].tolist(),
+            "target": np.histogram(x, edges)[0].tolist(),
+            "sampled": int(r.size),
+        }
+        detail["error_histogram"] = {"edges": [elo, ehi], "counts": np.histogram(err, np.linspace(elo, ehi, BINS + 1))[0].tolist()}
+    if reference.ndim >= 3 and 1 < reference.shape[1] <= MAX_CHANNELS and reference.size <= 64 * SAMPLE:
+        cos = channel_cosines(reference, target, axis=1)
+        detail["channel_cosine"] = [None if math.isnan(c) else round(float(c), 5) for c in cos]
+        worst = int(np.nanargmin(np.where(np.isnan(cos), -2.0, cos)))
+        detail["heatmap"] = _heatmap(reference, target, worst)
+    return detail
+
+
+def _sample(a: np.ndarray) -> np.ndarray:
+    flat = np.asarray(a).reshape(-1)
+    if flat.size > SAMPLE:
+        step = flat.size // SAMPLE
+        flat = flat[::step][:SAMPLE]
+    return flat.astype(np.float64)
+
+
+def _heatmap(reference: np.ndarray, target: np.ndarray, channel: int) -> dict[str, Any] | None:
+    """|error| of one channel (first batch item), spatially downsampled to at most 32x32 by max."""
+    r = np.asarray(reference[0, channel], dtype=np.float64)
+    x = np.asarray(target[0, channel], dtype=np.float64)
+    while r.ndim > 2:
+        r, x = r[0], x[0]
+    if r.ndim == 1:
+        r, x = r[None], x[None]
+    err = np.abs(np.nan_to_num(x - r, nan=np.inf))
+    h, w = err.shape
+    sh, sw = max(1, math.ceil(h / HEATMAP)), max(1, math.ceil(w / HEATMAP))
+    ph, pw = math.ceil(h / sh) * sh, math.ceil(w / sw) * sw
+    padded = np.zeros((ph, pw))
+    padded[:h, :w] = err
+    pooled = padded.reshape(ph // sh, sh, pw // sw, sw).max(axis=(1, 3))
+    top = float(pooled[np.isfinite(pooled)].max()) if np.isfinite(pooled).any() else 0.0
+    return {"channel": channel, "shape": [h, w], "max": top,
+            "values": [[float(f"{v:.4g}") if math.isfinite(v) else None for v in row] for row in pooled]}
