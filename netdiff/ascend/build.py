@@ -4,7 +4,10 @@ Naming scheme (see docs/ascend.md):
 
 - output 0 of op ``X`` is the tensor ``X``; output ``k > 0`` is ``X:k``;
 - input ``k`` of op ``X`` is ``X:input:k`` (``meta["direction"] == "input"``), listed in
-  ``Dump.target_only`` because its value is the producer's output, compared there;
+  ``Dump.target_only`` because its value is the producer's output, compared there; except,
+  with a fusion map, the first consumer's input of each model input (a ``Data`` op), which is
+  mapped to that model input (``meta["fusion"] == "graph-input"``) so the device-side input
+  (after AIPP / TransData) is compared with the reference input;
 - ``X`` is the real op name: from the om JSON when given, else from the dump header's
   ``op_name``, else the escaped file-name form.
 """
@@ -85,6 +88,7 @@ def build_dump(root: Path, fusion_map: str | Path | None = None, model: str | No
     target_only: list[str] = []
     skipped: list[str] = []
     producers: dict[str, tuple[str, ...]] = {}
+    seen_inputs: set[str] = set()
     for order, (dn, header, op) in enumerate(entries, start=1):
         name = _real_name(dn, header, op)
         common = {"file": str(dn.path), "timestamp": dn.timestamp, "files_for_op": counts[dn.op_name],
@@ -105,10 +109,16 @@ def build_dump(root: Path, fusion_map: str | Path | None = None, model: str | No
         for rec in header.inputs:
             tname = f"{name}:input:{rec.index}"
             extra = {"producer": op.inputs[rec.index]} if op is not None and rec.index < len(op.inputs) else {}
-            tensor = _tensor(tname, rec, header, dn, order, None, dict(common, **extra), skipped)
+            origin = fmap.input_origin(op, rec.index) if (fmap and op) else None
+            if origin is not None and origin.names[-1] in seen_inputs:
+                origin = None  # a model input is compared once, at its first consumer
+            tensor = _tensor(tname, rec, header, dn, order, origin, dict(common, **extra), skipped)
             if tensor is not None and tname not in tensors:
                 tensors[tname] = tensor
-                target_only.append(tname)
+                if origin is None:
+                    target_only.append(tname)
+                else:
+                    seen_inputs.add(origin.names[-1])
     _link_inputs(tensors, producers)
     return Dump(tensors=tensors, source=str(root), format="ascend",
                 graph_outputs=_graph_outputs(fmap, tensors), target_only=target_only,

@@ -308,7 +308,7 @@ def plausible_dump(path: Path) -> bool:
         with open(path, "rb") as handle:
             start = handle.read(min(size, 4096))
             header_len = struct.unpack_from("<Q", start)[0]
-            if 0 < header_len <= min(size - 8, MAX_HEADER):
+            if 0 < header_len <= min(size - 8, 1 << 20):  # sniffing reads at most 1 MB
                 header = start[8:8 + header_len] if header_len <= len(start) - 8 else \
                     start[8:] + handle.read(header_len - (len(start) - 8))
                 try:

@@ -138,7 +138,7 @@ class FusionMap:
                 originals = a.get("_datadump_original_op_names")
                 info = OpInfo(name=str(op["name"]), type=str(op.get("type", "")),
                               id=int(op.get("id", position) or position),
-                              inputs=tuple(str(x) for x in (op.get("input") or []) if x),
+                              inputs=tuple(str(x or "") for x in (op.get("input") or [])),
                               original_op_names=None if "_datadump_original_op_names" not in a else
                               tuple(str(x) for x in (originals or []) if x),
                               outputs=tuple(_output_info(d) for d in (op.get("output_desc") or [])),
@@ -208,6 +208,18 @@ class FusionMap:
                 return Origin((), 0, fmt, shape, "inner")
             return Origin((explicit or original,), index, fmt, shape, "one-to-many")
         return Origin((explicit or original,), index, fmt, shape, "one-to-one")
+
+    def input_origin(self, op: OpInfo, input_index: int) -> Origin | None:
+        """Origin of input ``input_index`` of ``op`` when it is a model input (a ``Data`` op), else None."""
+        if input_index >= len(op.inputs):
+            return None
+        producer_name, _, idx = op.inputs[input_index].rpartition(":")
+        producer = self.ops.get(producer_name)
+        if producer is None or producer.type != "Data" or not idx.isdigit():
+            return None
+        desc = producer.outputs[0] if producer.outputs else None
+        return Origin((producer.name,), int(idx), desc.origin_format if desc else None,
+                      desc.origin_shape if desc else (), "graph-input")
 
     # ------------------------------------------------------------------ model-level facts
 
