@@ -6,7 +6,7 @@
   quantization, dequantized (one float per line). Listed as target-only tensors ``<layer>:input<k>``.
 * ``_quant.nonlinear.hex`` (log codes, bit layout unverified), weights and biases are skipped.
 
-Only the last image of the calibration list is dumped, so the batch is 1.
+Only the last image of the calibration list is dumped (batch 1); N is taken from the value count.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 from netdiff.errors import DumpFormatError
 from netdiff.readers._nnie_options import as_bool, cfg_header
-from netdiff.readers._nnie_text import (DUMP_META, any_match, find_files, lazy_tensor, parse_dims, read_float_text,
+from netdiff.readers._nnie_text import (DUMP_META, any_match, count_values, find_files, lazy_tensor, parse_dims, read_float_text,
                                         read_hex_q12, strip_report)
 from netdiff.readers.base import Reader, register_reader
 from netdiff.types import Dump, Tensor
@@ -63,15 +63,14 @@ class NnieMapperReader(Reader):
             if m:
                 name, origins, meta = output_name(m["layer"], int(m["k"]))
                 dims = parse_dims(m["dims"])
-                count = _prod(dims)
-                tensor = lazy_tensor(name, file, dims, functools.partial(read_hex_q12, file, count),
-                                     origin_names=origins, meta=meta)
+                tensor = lazy_tensor(name, file, dims, functools.partial(read_hex_q12, file, _prod(dims)),
+                                     batch=_batch(file, dims), origin_names=origins, meta=meta)
             elif with_inputs and (m := INPUT.match(file.name)):
                 layer = strip_report(m["layer"])
                 name = f"{layer}:input{m['k']}"
                 dims = parse_dims(m["dims"])
                 tensor = lazy_tensor(name, file, dims, functools.partial(read_float_text, file, _prod(dims)),
-                                     meta={"raw_name": m["layer"], "input_of": layer, "input_index": int(m["k"])})
+                                     batch=_batch(file, dims), meta={"raw_name": m["layer"], "input_of": layer, "input_index": int(m["k"])})
                 target_only.append(name)
             else:
                 if SKIPPED.match(file.name):
@@ -82,12 +81,20 @@ class NnieMapperReader(Reader):
             tensors[name] = tensor
         if not any(n not in target_only for n in tensors):
             raise DumpFormatError(f"{path}: no '<layer>_output<k>_<C>_<H>_<W>_quant.linear.hex' files found")
-        meta: dict[str, Any] = dict(DUMP_META, layout="NCHW", batch_note="mapper dumps hold the last calibration image")
+        meta: dict[str, Any] = dict(DUMP_META, layout="NCHW")
         if skipped:
             meta["skipped_files"] = len(skipped)
         if options.get("cfg"):
             meta["mapper_cfg"] = cfg_header(options["cfg"])
         return Dump(tensors=tensors, source=str(path), format=self.name, meta=meta, target_only=target_only)
+
+
+def _batch(file: Path, dims: tuple[int, ...]) -> int:
+    count = count_values(file)
+    per = _prod(dims)
+    if count == 0 or count % per:
+        raise DumpFormatError(f"{file}: holds {count} values, not a multiple of the {per} its name declares ({list(dims)})")
+    return count // per
 
 
 def _prod(dims: tuple[int, ...]) -> int:
