@@ -6,8 +6,9 @@ File names (offline model dumps, CANN "Data Format Requirements")::
     {op_type}.{op_name}.({stream_id}.){task_id}.{timestamp}.{task_type}.{context_id}.{thread_id}.{device_id}
 
 where op_type/op_name have ``.``, ``/``, ``\\`` and spaces replaced by ``_`` and the timestamp is
-16 digits (microseconds). A name that would reach 255 characters is stored under a numeric name and
-``mapping.csv`` (``numeric_name,original_name`` per line) in the same directory gives the real one.
+16 digits (microseconds). The op name is accepted with any other characters (the documented
+set is ``[A-Za-z0-9_-]``, but fused names may carry more). A name that would reach 255
+characters is stored under a numeric name and ``mapping.csv`` (``numeric_name,original_name`` per line) in the same directory gives the real one.
 Model dumps live in ``{dump_path}/{time}/{device_id}/{model_name}/{model_id}/{data_index}/``.
 """
 
@@ -101,7 +102,7 @@ def describe(path: Path, root: Path, cache: dict[Path, dict[str, str]] | None = 
     except ValueError:
         parts = ()
     # {time}/{device}/{model}/{model_id}/{index}: the last five directories, when they look like it.
-    if len(parts) >= 3 and parts[-1].isdigit() and parts[-2].isdigit():
+    if len(parts) >= 3 and parts[-1].isdigit() and parts[-2].isdigit() and len(parts[-2]) < 14:
         model, model_id, data_index = parts[-3], parts[-2], int(parts[-1])
     return DumpName(path, parsed[0], parsed[1], parsed[2], parsed[3], model, model_id, data_index)
 
