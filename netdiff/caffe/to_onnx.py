@@ -83,6 +83,9 @@ def _unsupported(layer: Any) -> UnsupportedOpError:
     if layer.type in TRAINING_TYPES:
         return UnsupportedOpError(f"layer {layer.name!r} has type {layer.type}, a training-only layer; use the "
                                   "deploy prototxt (Input layer or input:/input_shape) instead")
+    if layer.type == "DetectionOutput":
+        return UnsupportedOpError(f"layer {layer.name!r}: DetectionOutput (SSD NMS) is not supported yet; remove it "
+                                  "from the deploy prototxt and compare its inputs (loc, conf, priorbox) instead")
     return UnsupportedOpError(f"layer {layer.name!r} has unsupported Caffe type {layer.type!r}; supported: "
                               + ", ".join(supported_types()))
 
