@@ -317,6 +317,17 @@ def plausible_dump(path: Path) -> bool:
                     return True
                 except _WireError:
                     pass
-            return start[0] in _TAGS_START
-    except OSError:
+            if start[0] not in _TAGS_START:
+                return False
+            if size <= 1 << 20:  # small enough: the whole file must be one valid message
+                data = start + handle.read()
+                try:
+                    head, groups = _decode_dumpdata(data, 0, len(data))
+                except _WireError:
+                    return False
+                return bool(groups["output"] or groups["input"] or head["op_name"])
+            if start[0] in (0x1A, 0x22):  # an output/input message first: may be longer than 4 KB
+                return True
+            return next(iter_fields(start, 0, len(start)), None) is not None  # a short scalar field
+    except (OSError, _WireError):
         return False

@@ -313,3 +313,10 @@ def test_no_dump_files(tmp_path):
     (tmp_path / "readme.txt").write_text("hi")
     with pytest.raises(DumpFormatError, match="no Ascend dump files"):
         read_dump(tmp_path, format="ascend")
+
+
+def test_text_files_with_dump_like_names_are_not_sniffed(tmp_path):
+    d = w.dump_dir(tmp_path)
+    (d / "Add.layer.1.1.1690000000000000").write_text("2 lines of text that happen to start with a digit\n")
+    with pytest.raises(DumpFormatError):
+        detect_format(tmp_path)
