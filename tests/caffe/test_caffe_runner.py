@@ -152,3 +152,14 @@ def test_lenet_matches_opencv_per_layer():
         cosine = ours @ ref / (np.linalg.norm(ours) * np.linalg.norm(ref))
         assert cosine >= 0.99999, (name, cosine)
     assert dump["prob"].load()[0].argmax() == 0
+
+
+def test_silence_consumes_a_blob_without_output(tmp_path):
+    text = ('input: "data" input_shape { dim: 1 dim: 3 }\n'
+            'layer { name: "sl" type: "Slice" bottom: "data" top: "a" top: "b" slice_param { slice_point: 1 } }\n'
+            'layer { name: "quiet" type: "Silence" bottom: "b" }\n'
+            'layer { name: "act" type: "TanH" bottom: "a" top: "t" }\n')
+    dump = run(tmp_path, text, {}, {"data": np.ones((1, 3))})
+    assert dump.names == ["data", "sl:0", "sl:1", "act"]
+    assert dump.graph_outputs == ["act"]
+    np.testing.assert_allclose(dump["act"].load(), np.tanh([[1.0]]), rtol=1e-6)
