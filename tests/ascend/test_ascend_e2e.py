@@ -179,3 +179,18 @@ def test_reader_values_match_reference_in_framework_layout(setup):
         np.testing.assert_allclose(got.astype(np.float32), values[ref], rtol=2e-3, atol=2e-3)
     assert dump["Conv_0Relu_1"].origin_names == ("Conv_0", "Relu_1")
     assert dump["Conv_2"].inputs == ("Conv_0Relu_1",)
+
+
+def test_cli_compare_with_fusion_map(setup, capsys):
+    pytest.importorskip("netdiff.pipeline")
+    from netdiff.cli import main
+
+    tmp_path, model_path, x, values, fmap = setup
+    root = tmp_path / "dump"
+    write_npu_dumps(root, values, x, perturb="Sigmoid_3")
+    np.save(tmp_path / "x.npy", x)
+    code = main(["compare", str(model_path), str(root), "--fusion-map", str(fmap), "--input", f"x={tmp_path / 'x.npy'}",
+                 "--json", str(tmp_path / "r.json")])
+    assert code == 1
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["first_divergence"] == "sig3_out"
