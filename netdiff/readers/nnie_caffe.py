@@ -13,11 +13,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from netdiff.errors import DumpFormatError
 from netdiff.readers._nnie_text import (DUMP_META, any_match, count_values, find_files, lazy_tensor, parse_dims,
                                         read_float_text, strip_report)
 from netdiff.readers.base import Reader, register_reader
 from netdiff.types import Dump, Tensor
-from netdiff.errors import DumpFormatError
 
 CAFFE = re.compile(r"^(?P<blob>.+)_output(?P<n>\d+)_(?P<dims>\d+(?:_\d+)*)_caffe\.linear\.float$")
 SUBDIRS = ("output", "data/output")
