@@ -194,6 +194,10 @@ def _pair(tensor: Tensor, index: _ReferenceIndex, mapping: dict[str, str], by_bl
                 not_observable[inner] = f"in-place on blob {tensor.name!r}: the target keeps only {writers[-1]!r}"
             return writers[-1], "blob", f"blob {tensor.name!r}, last written by {writers[-1]!r}"
     name, how = index.resolve(tensor.name)
+    if name is None and ":" in tensor.name:
+        node, _, k = tensor.name.rpartition(":")
+        if k.isdigit():
+            name, how = index.resolve(node, int(k))
     if name is not None:
         return name, how, f"{how} name"
     if isinstance(limit, int) and len(tensor.name) == limit:

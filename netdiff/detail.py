@@ -36,19 +36,18 @@ def layer_detail(reference: np.ndarray, target: np.ndarray) -> dict[str, Any]:
         hi = float(max(r.max(), x.max()))
         if hi <= lo:
             hi = lo + 1.0
-        edges = np.linspace(lo, hi, BINS + 1)
         err = x - r
         elo, ehi = float(err.min()), float(err.max())
         if ehi <= elo:
             ehi = elo + 1e-12
         detail["histogram"] = {
             "edges": [lo, hi],
-            "reference": np.histogram(r, edges)[0].tolist(),
-            "target": np.histogram(x, edges)[0].tolist(),
+            "reference": np.histogram(r, BINS, (lo, hi))[0].tolist(),
+            "target": np.histogram(x, BINS, (lo, hi))[0].tolist(),
             "sampled": int(r.size),
         }
-        detail["error_histogram"] = {"edges": [elo, ehi], "counts": np.histogram(err, np.linspace(elo, ehi, BINS + 1))[0].tolist()}
-    if reference.ndim >= 3 and 1 < reference.shape[1] <= MAX_CHANNELS and reference.size <= 64 * SAMPLE:
+        detail["error_histogram"] = {"edges": [elo, ehi], "counts": np.histogram(err, BINS, (elo, ehi))[0].tolist()}
+    if reference.ndim >= 3 and 1 < reference.shape[1] <= MAX_CHANNELS:
         cos = channel_cosines(reference, target, axis=1)
         detail["channel_cosine"] = [None if math.isnan(c) else round(float(c), 5) for c in cos]
         worst = int(np.nanargmin(np.where(np.isnan(cos), -2.0, cos)))
@@ -57,11 +56,14 @@ def layer_detail(reference: np.ndarray, target: np.ndarray) -> dict[str, Any]:
 
 
 def _sample(a: np.ndarray) -> np.ndarray:
-    flat = np.asarray(a).reshape(-1)
-    if flat.size > SAMPLE:
-        step = flat.size // SAMPLE
-        flat = flat[::step][:SAMPLE]
-    return flat.astype(np.float64)
+    """An evenly strided sample of at most SAMPLE elements, taken as a view (no full-size copy)."""
+    a = np.asarray(a)
+    steps = [1] * a.ndim
+    while a.ndim and math.prod(-(-d // s) for d, s in zip(a.shape, steps)) > SAMPLE:
+        axis = max(range(a.ndim), key=lambda i: -(-a.shape[i] // steps[i]))
+        steps[axis] *= 2
+    view = a[tuple(slice(None, None, s) for s in steps)] if a.ndim else a
+    return view.astype(np.float64).reshape(-1)
 
 
 def _heatmap(reference: np.ndarray, target: np.ndarray, channel: int) -> dict[str, Any] | None:

@@ -47,7 +47,8 @@ def dump_model(model_path: str | Path, out: str | Path, inputs: InputsLike = Non
         progress.advance()
 
     try:
-        write_dump(dump, out, force=True, meta={"inputs": described, "model": str(model_path)}, on_tensor=written)
+        write_dump(dump, out, force=True, meta={**dump.meta, "inputs": described, "model": str(model_path)},
+                   on_tensor=written)
     finally:
         progress.stop()
     return DumpResult(Path(out), len(dump), total["bytes"])

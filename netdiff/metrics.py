@@ -11,8 +11,11 @@ Formulas (x = target, r = reference, over pairs where both are finite; docs/metr
 - kl       = msaccucmp's KullbackLeiblerDivergence of the min-max normalised distributions
 - min/max/mean/std of each side over its own finite values, NaN/Inf counts of each side.
 
-Accumulation is float64; each tensor is read once for the fused statistics and once more for
-the KL divergence, in cache-sized chunks, so no full-size temporary is ever allocated.
+Each tensor is streamed twice in cache-sized chunks (the fused statistics, then KL, which
+needs the ranges), so no full-size temporary is made. Element-wise work runs in the inputs'
+precision (float32 for float32/float16 data, float64 otherwise); every chunk's partial sums
+are pairwise sums and are accumulated across chunks in float64. Cosine is computed from
+‖x − r‖² so that 1 − cosine stays accurate for nearly identical tensors.
 """
 
 from __future__ import annotations
@@ -29,7 +32,13 @@ from netdiff.types import LayerMetrics
 EPS = float(np.finfo(np.float64).eps)
 #: f32 epsilon: msaccucmp clips the KL distributions to at least this.
 KL_FLOOR = float(np.finfo(np.float32).eps)
-CHUNK_ELEMENTS = 1 << 16
+CHUNK_ELEMENTS = 1 << 15
+_NARROW = {"float32", "float16", "bfloat16", "int8", "uint8", "int16", "uint16", "bool"}
+
+
+def work_dtype(*arrays: np.ndarray) -> np.dtype:
+    """float32 when every input fits it exactly, else float64."""
+    return np.dtype(np.float32) if all(a.dtype.name in _NARROW for a in arrays) else np.dtype(np.float64)
 
 
 def compute_metrics(reference: np.ndarray, target: np.ndarray, *, eps: float = EPS,
@@ -47,41 +56,44 @@ def compute_metrics(reference: np.ndarray, target: np.ndarray, *, eps: float = E
     """
     if reference.shape != target.shape:
         raise ValueError(f"shapes differ: {reference.shape} vs {target.shape}")
+    dtype = work_dtype(reference, target)
     acc = _Accumulator(eps)
-    for r, x in iter_chunks(reference, target, chunk_elements):
+    for r, x in iter_chunks(reference, target, chunk_elements, dtype):
         acc.add(r, x)
-    kl = _kl_divergence(reference, target, acc, chunk_elements)
+    kl = _kl_divergence(reference, target, acc, chunk_elements, dtype)
     return acc.result(kl)
 
 
-def iter_chunks(a: np.ndarray, b: np.ndarray, chunk_elements: int = CHUNK_ELEMENTS
-                ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield matching flat float64 chunks of two same-shape arrays, copying one chunk at a time."""
+def iter_chunks(a: np.ndarray, b: np.ndarray, chunk_elements: int = CHUNK_ELEMENTS,
+                dtype: np.dtype | type = np.float64) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield matching flat chunks of two same-shape arrays as fresh ``dtype`` copies."""
     if a.ndim == 0 or a.size <= chunk_elements:
-        yield _f64(a).reshape(-1), _f64(b).reshape(-1)
+        yield _copy(a, dtype), _copy(b, dtype)
         return
     row = a.size // a.shape[0]
     if row > chunk_elements:
         for i in range(a.shape[0]):
-            yield from iter_chunks(a[i], b[i], chunk_elements)
+            yield from iter_chunks(a[i], b[i], chunk_elements, dtype)
         return
     step = max(1, chunk_elements // max(row, 1))
     for i in range(0, a.shape[0], step):
-        yield _f64(a[i:i + step]).reshape(-1), _f64(b[i:i + step]).reshape(-1)
+        yield _copy(a[i:i + step], dtype), _copy(b[i:i + step], dtype)
 
 
-def _f64(a: np.ndarray) -> np.ndarray:
-    if a.dtype == np.bool_:
-        return a.astype(np.float64)
-    return np.asarray(a, dtype=np.float64)
+def _copy(a: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
+    """A flat copy (always a copy: callers overwrite chunks in place)."""
+    return np.asarray(a).astype(dtype).reshape(-1)
+
+
+def _sum(a: np.ndarray) -> float:
+    return float(a.sum(dtype=a.dtype))
 
 
 @dataclass
 class _SideStats:
-    """Streaming min/max/mean/std/NaN/Inf of one side (shifted sums for stability)."""
+    """Streaming sum, sum of squares, min, max and NaN/Inf counts of one side."""
 
     n: int = 0
-    shift: float | None = None
     s1: float = 0.0
     s2: float = 0.0
     lo: float = math.inf
@@ -89,21 +101,20 @@ class _SideStats:
     nan: int = 0
     inf: int = 0
 
-    def add(self, v: np.ndarray, all_finite: bool) -> None:
-        if not all_finite:
+    def add(self, v: np.ndarray, sq: float | None = None) -> None:
+        """Add a chunk; ``sq`` is Σv² when already known (then v must be all finite)."""
+        if sq is None:
             finite = np.isfinite(v)
-            nan = int(np.isnan(v).sum())
+            nan = int(np.count_nonzero(np.isnan(v)))
             self.nan += nan
-            self.inf += int(v.size - finite.sum()) - nan
+            self.inf += int(v.size - np.count_nonzero(finite)) - nan
             v = v[finite]
+            sq = _sum(np.square(v, dtype=np.float64))
         if v.size == 0:
             return
-        if self.shift is None:
-            self.shift = float(v[0])
-        d = v - self.shift
         self.n += v.size
-        self.s1 += float(d.sum())
-        self.s2 += float(np.dot(d, d))
+        self.s1 += _sum(v)
+        self.s2 += sq
         self.lo = min(self.lo, float(v.min()))
         self.hi = max(self.hi, float(v.max()))
 
@@ -111,8 +122,7 @@ class _SideStats:
         if self.n == 0:
             return math.nan, math.nan
         m = self.s1 / self.n
-        var = max(self.s2 / self.n - m * m, 0.0)
-        return m + (self.shift or 0.0), math.sqrt(var)
+        return m, math.sqrt(max(self.s2 / self.n - m * m, 0.0))
 
 
 @dataclass
@@ -126,7 +136,6 @@ class _Accumulator:
     count: int = 0
     rr: float = 0.0
     xx: float = 0.0
-    rx: float = 0.0
     dd: float = 0.0
     abs_sum: float = 0.0
     abs_max: float = 0.0
@@ -135,45 +144,59 @@ class _Accumulator:
     rel_count: int = 0
 
     def add(self, r: np.ndarray, x: np.ndarray) -> None:
+        """Add one chunk (flat arrays of one float dtype, which this method overwrites)."""
         self.count += r.size
-        d = x - r
-        dd = float(np.dot(d, d))
-        all_finite = math.isfinite(dd) and math.isfinite(float(r.sum())) and math.isfinite(float(x.sum()))
-        self.ref.add(r, all_finite)
-        self.tgt.add(x, all_finite)
-        if not all_finite:
+        scratch = np.empty_like(r)
+        d = np.subtract(x, r)
+        dd = _sum(np.square(d, out=scratch))
+        rr = _sum(np.square(r, out=scratch))
+        xx = _sum(np.square(x, out=scratch))
+        if math.isfinite(dd + rr + xx):
+            self.ref.add(r, rr)
+            self.tgt.add(x, xx)
+        else:
+            self.ref.add(r)
+            self.tgt.add(x)
             keep = np.isfinite(r) & np.isfinite(x)
             r, x = r[keep], x[keep]
-            d = x - r
-            dd = float(np.dot(d, d))
+            if r.size == 0:
+                return
+            d = np.subtract(x, r)
+            scratch = np.empty_like(r)
+            dd = _sum(np.square(d, out=scratch))
+            rr = _sum(np.square(r, out=scratch))
+            xx = _sum(np.square(x, out=scratch))
         if r.size == 0:
             return
         self.n += r.size
-        self.rr += float(np.dot(r, r))
-        self.xx += float(np.dot(x, x))
-        self.rx += float(np.dot(r, x))
+        self.rr += rr
+        self.xx += xx
         self.dd += dd
-        ad = np.abs(d)
-        self.abs_sum += float(ad.sum())
+        ad = np.abs(d, out=d)
+        self.abs_sum += _sum(ad)
         self.abs_max = max(self.abs_max, float(ad.max()))
-        big = np.abs(r) > self.eps
-        if big.any():
-            rel = np.abs(x[big] / r[big] - 1.0)
-            self.rel_sum += float(rel.sum())
+        absr = np.abs(r, out=r)
+        small = np.less_equal(absr, self.eps, out=np.empty(r.size, bool))
+        n_small = int(np.count_nonzero(small))
+        if n_small:
+            absr[small] = np.inf
+        if n_small < r.size:
+            rel = np.divide(ad, absr, out=ad)
+            self.rel_sum += _sum(rel)
             self.rel_max = max(self.rel_max, float(rel.max()))
-            self.rel_count += int(big.sum())
+            self.rel_count += r.size - n_small
 
     def result(self, kl: tuple[float, str | None]) -> LayerMetrics:
         notes: list[str] = []
         nan = math.nan
+        n = self.n
         if self.count == 0:
             notes.append("empty tensor")
-        elif self.n == 0:
+        elif n == 0:
             notes.append("no pair where both sides are finite")
-        if self.n < self.count and self.n:
-            notes.append(f"{self.count - self.n} of {self.count} pairs are NaN/Inf on a side and were skipped")
-        n = self.n
-        cosine, note = _cosine(self.rr, self.xx, self.rx, self.eps) if n else (nan, None)
+        elif n < self.count:
+            notes.append(f"{self.count - n} of {self.count} pairs are NaN/Inf on a side and were skipped")
+        cosine, note = _cosine(self.rr, self.xx, self.dd, self.eps) if n else (nan, None)
         if note:
             notes.append(note)
         rnorm, dnorm = math.sqrt(self.rr), math.sqrt(self.dd)
@@ -207,7 +230,8 @@ def _finite_or_nan(v: float) -> float:
     return v if math.isfinite(v) else math.nan
 
 
-def _cosine(rr: float, xx: float, rx: float, eps: float) -> tuple[float, str | None]:
+def _cosine(rr: float, xx: float, dd: float, eps: float) -> tuple[float, str | None]:
+    """Cosine from ‖r‖², ‖x‖² and ‖x − r‖²: cos = 1 − (‖x − r‖² − (‖x‖ − ‖r‖)²) / (2‖r‖‖x‖)."""
     rn, xn = math.sqrt(rr), math.sqrt(xx)
     if rn <= eps and xn <= eps:
         return 1.0, None
@@ -215,48 +239,55 @@ def _cosine(rr: float, xx: float, rx: float, eps: float) -> tuple[float, str | N
         return math.nan, "reference is all zero: cosine undefined"
     if xn <= eps:
         return math.nan, "target is all zero: cosine undefined"
-    return min(rx / (rn * xn), 1.0), None
+    cos = 1.0 - (dd - (xn - rn) ** 2) / (2.0 * rn * xn)
+    return max(min(cos, 1.0), -1.0), None
 
 
-def _kl_divergence(reference: np.ndarray, target: np.ndarray, acc: _Accumulator,
-                   chunk_elements: int) -> tuple[float, str | None]:
+def _kl_divergence(reference: np.ndarray, target: np.ndarray, acc: _Accumulator, chunk_elements: int,
+                   dtype: np.dtype | type = np.float64) -> tuple[float, str | None]:
     """msaccucmp's KL(p‖q): p from the target, q from the reference, min-max normalised."""
     if acc.n == 0:
         return math.nan, None
     if math.sqrt(acc.xx) <= acc.eps or math.sqrt(acc.rr) <= acc.eps:
         return math.nan, "KL undefined: a side is all zero"
-    lo_x, hi_x, lo_r, hi_r = acc.tgt.lo, acc.tgt.hi, acc.ref.lo, acc.ref.hi
     sp = sq = cross = 0.0
     partial = acc.n < acc.count
-    for r, x in iter_chunks(reference, target, chunk_elements):
+    for r, x in iter_chunks(reference, target, chunk_elements, dtype):
         if partial:
             keep = np.isfinite(r) & np.isfinite(x)
             r, x = r[keep], x[keep]
-        p = _normalise(x, lo_x, hi_x)
-        q = _normalise(r, lo_r, hi_r)
-        sp += float(p.sum())
-        sq += float(q.sum())
-        cross += float(np.dot(p, np.log(p) - np.log(q)))
+        p = _normalise(x, acc.tgt.lo, acc.tgt.hi)
+        q = _normalise(r, acc.ref.lo, acc.ref.hi)
+        sp += _sum(p)
+        sq += _sum(q)
+        ratio = np.divide(p, q, out=q)
+        cross += _sum(np.multiply(p, np.log(ratio, out=ratio), out=p))
     value = cross / sp - math.log(sp) + math.log(sq)
     return (0.0 if abs(value) < acc.eps else value), None
 
 
 def _normalise(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    out = (v - lo) / (hi - lo) if hi > lo else v.copy()
-    return np.maximum(out, KL_FLOOR, out=out)
+    """(v − lo) / (hi − lo), clipped to ≥ f32 eps, in place."""
+    if hi > lo:
+        np.subtract(v, v.dtype.type(lo), out=v)
+        np.multiply(v, v.dtype.type(1.0 / (hi - lo)), out=v)
+    return np.maximum(v, v.dtype.type(KL_FLOOR), out=v)
 
 
 def channel_cosines(reference: np.ndarray, target: np.ndarray, axis: int = 1) -> np.ndarray:
-    """Cosine per channel along ``axis`` (NaN where a channel is all zero on one side only)."""
-    r = np.moveaxis(np.asarray(reference, dtype=np.float64), axis, 0).reshape(reference.shape[axis], -1)
-    x = np.moveaxis(np.asarray(target, dtype=np.float64), axis, 0).reshape(target.shape[axis], -1)
-    r = np.where(np.isfinite(r), r, 0.0)
-    x = np.where(np.isfinite(x), x, 0.0)
-    rr = np.einsum("ij,ij->i", r, r)
-    xx = np.einsum("ij,ij->i", x, x)
-    rx = np.einsum("ij,ij->i", r, x)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cos = np.minimum(rx / np.sqrt(rr * xx), 1.0)
-    both_zero = (rr <= EPS) & (xx <= EPS)
-    cos[both_zero] = 1.0
+    """Cosine per channel along ``axis`` (NaN where a channel is all zero on one side only).
+
+    Streams one channel at a time; NaN/Inf elements count as zero.
+    """
+    dtype = work_dtype(reference, target)
+    count = reference.shape[axis]
+    cos = np.empty(count)
+    for c in range(count):
+        r = np.take(reference, c, axis=axis).astype(dtype).reshape(-1)
+        x = np.take(target, c, axis=axis).astype(dtype).reshape(-1)
+        if not (np.isfinite(r).all() and np.isfinite(x).all()):
+            r = np.where(np.isfinite(r), r, 0)
+            x = np.where(np.isfinite(x), x, 0)
+        d = x - r
+        cos[c] = _cosine(_sum(np.square(r)), _sum(np.square(x)), _sum(np.square(d)), EPS)[0]
     return cos

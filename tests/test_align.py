@@ -120,3 +120,14 @@ def test_reconcile_squeeze_flatten_and_mismatch():
     assert np.array_equal(tr.apply(value[0].transpose(1, 2, 0), (1, 3, 4, 5)), value)
     tr, _, reason = reconcile_shapes(t((1, 3, 4, 5)), t((1, 3, 4, 6)))
     assert tr is None and "cannot" in reason
+
+
+def test_output_index_suffix_resolves_multi_output_nodes():
+    a = np.ones(2, np.float32)
+    ref = Dump({
+        "split_out0": Tensor.from_array("split_out0", a, meta={"node": "/split/Split", "output_index": 0}),
+        "split_out1": Tensor.from_array("split_out1", a, meta={"node": "/split/Split", "output_index": 1}),
+    })
+    tgt = dump(**{"split_Split:1": a})
+    (pair,) = align_dumps(ref, tgt).pairs
+    assert pair.reference == "split_out1" and pair.method == "normalized"
