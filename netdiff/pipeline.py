@@ -187,7 +187,8 @@ def measure_pair(ref: Tensor, tgt: Tensor, match: Match, thresholds: Thresholds,
     With ``detail``, downsampled histograms and channel data are kept for rich reports.
     """
     layer = LayerResult(name=ref.name, target_name=tgt.name, op_type=ref.op_type, order=ref.order,
-                        status="error", match=match, shape=ref.shape, target_shape=tgt.shape, inputs=ref.inputs)
+                        status="error", match=match, shape=ref.shape, target_shape=tgt.shape, inputs=ref.inputs,
+                        extra={"node": str(ref.meta["node"])} if ref.meta and ref.meta.get("node") else {})
     if ref.error or tgt.error:
         layer.reason = ref.error or tgt.error or ""
         return layer
@@ -238,7 +239,8 @@ def _quick_cosine(a: np.ndarray, b: np.ndarray) -> float:
 def _unpaired_reference(ref: Tensor, match: Match, alignment: Alignment, index: int) -> LayerResult:
     status = "not_observable" if ref.name in alignment.not_observable else "missing_in_target"
     return LayerResult(name=ref.name, target_name=None, op_type=ref.op_type, order=ref.order,
-                       status=status, match=match, shape=ref.shape, reason=match.reason, inputs=ref.inputs)
+                       status=status, match=match, shape=ref.shape, reason=match.reason, inputs=ref.inputs,
+                       extra={"node": str(ref.meta["node"])} if ref.meta and ref.meta.get("node") else {})
 
 
 def _unpaired_target(tgt: Tensor, match: Match) -> LayerResult:

@@ -20,6 +20,7 @@ def compare_command(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Write the CSV report (msaccucmp column names).")] = None,
     html_path: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report.")] = None,
+    model_explorer_path: Annotated[Path | None, typer.Option("--model-explorer", help="Write per-node cosine as Google Model Explorer node data JSON.")] = None,
     cosine_threshold: Annotated[float, typer.Option("--cosine-threshold", help="A layer diverges below this cosine.")] = 0.99,
     rel_l2_threshold: Annotated[float, typer.Option("--rel-l2-threshold", help="A layer diverges above this rel_l2.")] = 0.05,
     show_all: Annotated[bool, typer.Option("--all", help="Show every layer, not only those around origins and the worst.")] = False,
@@ -51,6 +52,10 @@ def compare_command(
                      mapping=mapping, thresholds=Thresholds(cosine_threshold, rel_l2_threshold), seed=seed,
                      diagnose=not no_diagnose, isolated=isolated, progress=terminal_progress())
     write_outputs(report, json_path, csv_path, html_path)
+    if model_explorer_path is not None:
+        from netdiff.reports.model_explorer import write_node_data
+
+        write_node_data(report, model_explorer_path)
     console().print(ReportView(report, show_all=show_all))
     raise typer.Exit(1 if report.failed else 0)
 
