@@ -1,0 +1,223 @@
+"""netdiff speed and memory benchmark: prints ratios against the physical floor and against Polygraphy.
+
+    python benchmarks/run.py              # ~1 GB per side, as the targets are stated
+    python benchmarks/run.py --size-mb 128 --quick
+
+Measured in one run:
+1. compare time / floor time. The floor reads both dumps once from the page cache (memory-mapped)
+   and does one numpy reduction per tensor: the physical limit for any comparer. float32 and float16.
+2. reference dump time / plain onnxruntime inference time (same ResNet-18-shaped model and input),
+   excluding disk writes, then including them.
+3. end-to-end netdiff vs Polygraphy on the same pair of models (when polygraphy is installed).
+4. peak RSS of compare on the large dumps, and `netdiff --help` wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from benchmarks.resnet import resnet18  # noqa: E402
+
+
+def timed(fn, repeat: int = 1) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def make_dumps(root: Path, size_mb: int, dtype: str, tensors: int = 60) -> tuple[Path, Path, int]:
+    """Two netdiff dump dirs of ``tensors`` activations, target = reference + noise; returns largest pair bytes."""
+    from netdiff.manifest import write_dump
+    from netdiff.types import Tensor
+
+    rng = np.random.default_rng(0)
+    per = size_mb * 2**20 // tensors // np.dtype(dtype).itemsize
+    ref, tgt = [], []
+    largest = 0
+    for i in range(tensors):
+        c = 64 * (1 + i % 4)
+        hw = max(8, int((per / c) ** 0.5))
+        shape = (1, c, hw, hw)
+        r = np.maximum(rng.standard_normal(shape, dtype=np.float32), 0).astype(dtype)
+        x = (r + 0.01 * rng.standard_normal(shape, dtype=np.float32)).astype(dtype)
+        name = f"/stage{i // 10}/block{i}/conv/Conv_output_0"
+        ref.append(Tensor.from_array(name, r, order=i))
+        tgt.append(Tensor.from_array(name, x, order=i))
+        largest = max(largest, r.nbytes + x.nbytes)
+    a, b = root / f"ref_{dtype}", root / f"tgt_{dtype}"
+    write_dump(ref, a, force=True)
+    write_dump(tgt, b, force=True)
+    return a, b, largest
+
+
+def floor_time(a: Path, b: Path) -> float:
+    from netdiff.readers import read_dump
+
+    da, db = read_dump(a), read_dump(b)
+
+    def run():
+        for t in da:
+            np.add.reduce(t.load(), axis=None)
+            np.add.reduce(db[t.name].load(), axis=None)
+
+    run()  # page cache warm
+    return timed(run, 3)
+
+
+def compare_time(a: Path, b: Path) -> float:
+    import netdiff
+
+    netdiff.compare(a, b, diagnose=False)
+    return timed(lambda: netdiff.compare(a, b), 2)
+
+
+def peak_rss_of_compare(a: Path, b: Path) -> float:
+    code = ("import resource, netdiff; netdiff.compare(r'%s', r'%s');"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)" % (a, b))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1]) / 1024  # MB
+
+
+def dump_vs_inference(root: Path) -> dict[str, float]:
+    import onnx
+    import onnxruntime as ort
+
+    from netdiff.dumping import dump_model
+    from netdiff.runners.onnxrt import OnnxModel
+
+    model = resnet18()
+    path = root / "resnet18.onnx"
+    onnx.save(model, str(path))
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    np.save(root / "x.npy", x)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess.run(None, {"input": x})
+    plain = timed(lambda: sess.run(None, {"input": x}), 5)
+    runner = OnnxModel(path)
+    runner.run({"input": x})
+    capture = timed(lambda: runner.run({"input": x}), 3)
+    out = root / "dump"
+
+    def with_writes():
+        dump_model(path, out, {"input": x}, force=True)
+
+    with_writes()
+    written = timed(with_writes, 2)
+    return {"plain": plain, "capture": capture, "written": written}
+
+
+def end_to_end(root: Path) -> dict[str, float]:
+    import onnx
+    from onnx import numpy_helper
+
+    a = root / "resnet18.onnx"
+    model = onnx.load(str(a))
+    rng = np.random.default_rng(1)
+    for init in model.graph.initializer:
+        w = numpy_helper.to_array(init)
+        if w.dtype == np.float32 and w.ndim == 4:
+            init.CopyFrom(numpy_helper.from_array((w * (1 + 0.01 * rng.standard_normal(w.shape))).astype(np.float32), init.name))
+    b = root / "resnet18_b.onnx"
+    onnx.save(model, str(b))
+    x = root / "x.npy"
+    netdiff_cmd = [sys.executable, "-m", "netdiff", "compare", str(a), str(b), "--input", str(x),
+                   "--json", str(root / "e2e.json")]
+    result = {"netdiff": timed(lambda: subprocess.run(netdiff_cmd, capture_output=True), 2)}
+    poly = shutil.which("polygraphy")
+    if poly:
+        ra, rb = root / "pa.json", root / "pb.json"
+
+        def polygraphy():
+            for model_path, out in ((a, ra), (b, rb)):
+                subprocess.run([poly, "run", str(model_path), "--onnxrt", "--onnx-outputs", "mark", "all",
+                                "--save-outputs", str(out), "--load-inputs", str(root / "inputs.json"), "-q"],
+                               capture_output=True, check=True)
+            subprocess.run([poly, "run", "--load-outputs", str(ra), str(rb), "--check-error-stat", "mean",
+                            "--validate", "-q"], capture_output=True)
+
+        _polygraphy_inputs(root / "inputs.json", np.load(x))
+        result["polygraphy"] = timed(polygraphy, 1)
+    return result
+
+
+def _polygraphy_inputs(path: Path, x: np.ndarray) -> None:
+    from polygraphy.comparator import DataLoader  # noqa: F401  (checks the install)
+    from polygraphy.json import save_json
+
+    save_json([{"input": x}], str(path))
+
+
+def help_time() -> float:
+    exe = shutil.which("netdiff")
+    cmd = [exe, "--help"] if exe else [sys.executable, "-m", "netdiff", "--help"]
+    return timed(lambda: subprocess.run(cmd, capture_output=True, check=True), 5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=1024, help="size of each side of the float32 dump")
+    parser.add_argument("--quick", action="store_true", help="skip the model and Polygraphy parts")
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    args = parser.parse_args()
+    root = args.keep or Path(tempfile.mkdtemp(prefix="netdiff-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    results: dict[str, object] = {}
+    try:
+        for dtype in ("float32", "float16"):
+            size = args.size_mb if dtype == "float32" else args.size_mb // 2
+            a, b, largest = make_dumps(root, size, dtype)
+            floor, comp = floor_time(a, b), compare_time(a, b)
+            print(f"[{dtype}] {size} MB per side: floor {floor:.2f} s, compare {comp:.2f} s "
+                  f"-> compare/floor = {comp / floor:.2f}  (target <= 2.0)")
+            results[f"compare_over_floor_{dtype}"] = comp / floor
+            if dtype == "float32":
+                rss = peak_rss_of_compare(a, b)
+                budget = largest / 2**20 * 2 + 200
+                print(f"[{dtype}] peak RSS of compare: {rss:.0f} MB; budget 2 x largest pair + 200 MB = {budget:.0f} MB "
+                      f"-> {rss / budget:.2f} of budget")
+                results["peak_rss_mb"] = rss
+                results["rss_budget_mb"] = budget
+            shutil.rmtree(a)
+            shutil.rmtree(b)
+        if not args.quick:
+            d = dump_vs_inference(root)
+            print(f"[dump] plain inference {d['plain'] * 1e3:.1f} ms, capture all tensors {d['capture'] * 1e3:.1f} ms "
+                  f"-> {d['capture'] / d['plain']:.2f} (target <= 1.3); with disk writes {d['written'] * 1e3:.1f} ms "
+                  f"-> {d['written'] / d['plain']:.2f}")
+            results.update({f"dump_{k}_s": v for k, v in d.items()})
+            e = end_to_end(root)
+            line = f"[end-to-end] netdiff {e['netdiff']:.2f} s"
+            if "polygraphy" in e:
+                line += f", polygraphy {e['polygraphy']:.2f} s -> netdiff is {e['polygraphy'] / e['netdiff']:.1f}x faster (target >= 5)"
+            else:
+                line += " (polygraphy not installed: pip install polygraphy)"
+            print(line)
+            results.update({f"e2e_{k}_s": v for k, v in e.items()})
+        h = help_time()
+        print(f"[cli] netdiff --help {h * 1e3:.0f} ms (target < 300 ms)")
+        results["help_s"] = h
+        print(json.dumps(results, indent=1))
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
