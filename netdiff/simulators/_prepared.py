@@ -45,6 +45,7 @@ class PreparedTarget:
         self.graph_inputs = [i.name for i in float_model.graph.input
                              if i.name not in {x.name for x in float_model.graph.initializer}]
         self.graph_outputs = [o.name for o in float_model.graph.output]
+        self.last_placement: Placement | None = None
         self._session: Any = None
         self._names: list[str] = []
 
@@ -79,6 +80,7 @@ class PreparedTarget:
         ref_values = {t.name: t.load() for t in reference} if reference is not None else None
         placement = self.place(values, ref_values)
         self.last_placement = placement
+        names = dump_names(placement, set(self.float_outputs))
         tensors: dict[str, Tensor] = {}
         for name in self.graph_inputs:
             tensors[name] = Tensor.from_array(name, np.asarray(feeds[name]), op_type="Input", order=0, source="input")
@@ -87,19 +89,21 @@ class PreparedTarget:
             if target is None or target not in values:
                 continue
             meta = {"node": info.node_name, "output_index": info.output_index,
-                    "placed_by": placement.methods.get(float_name, "name"), "dtype": str(values[target].dtype)}
+                    "placed_by": placement.methods.get(float_name, "name"), "dtype": str(values[target].dtype),
+                    "simulated_tensor": target}
             if float_name in placement.notes:
                 meta["note"] = placement.notes[float_name]
-            origin = (float_name,) if target != float_name else ()
-            tensors[target] = Tensor.from_array(target, _as_float32(values[target]), op_type=info.op_type,
+            name = names[float_name]
+            origin = (float_name,) if name != float_name else ()
+            tensors[name] = Tensor.from_array(name, _as_float32(values[target]), op_type=info.op_type,
                                                 order=info.order, inputs=info.inputs, origin_names=origin,
                                                 source=f"simulated-{self.kind}", meta=meta)
         meta = {**self.meta, "simulator": self.kind, "float_tensors": len(self.float_outputs),
                 "placed": len(placement.targets),
                 "content_checked": sum(1 for m in placement.methods.values() if m == "content")}
         return Dump(tensors=tensors, source=f"simulated {self.kind}", format=f"simulated-{self.kind}",
-                    graph_inputs=list(self.graph_inputs), graph_outputs=[placement.targets.get(o, o)
-                                                                        for o in self.graph_outputs], meta=meta)
+                    graph_inputs=list(self.graph_inputs), graph_outputs=[names.get(o, o) for o in self.graph_outputs],
+                    meta=meta)
 
     def isolated(self, feeds: Mapping[str, np.ndarray], reference: Dump) -> dict[str, np.ndarray]:
         """Each layer simulated alone on the float reference's inputs (float name -> value)."""
@@ -110,6 +114,17 @@ class PreparedTarget:
         placement = self.place(values, ref_values)
         dtypes = {k: v.dtype.name for k, v in values.items()}
         return isolated_values(self.model, placement.targets, placement.boundaries, ref_values, dtypes)
+
+
+def dump_names(placement: Placement, float_names: set[str]) -> dict[str, str]:
+    """Dump name of each placed float tensor: its own name, unless that would hide a renamed tensor.
+
+    A simulated tensor named after *another* float tensor (the quantizer's renamed output) keeps
+    its simulated name, and so does the tensor whose float name it took; both carry
+    ``origin_names`` so the trap shows in the report.
+    """
+    renamed = {t: f for f, t in placement.targets.items() if t != f and t in float_names}
+    return {f: t if (t in renamed or f in renamed) else f for f, t in placement.targets.items()}
 
 
 def _as_float32(value: np.ndarray) -> np.ndarray:

@@ -1,0 +1,65 @@
+"""``netdiff run MODEL --target KIND``: simulate a target and compare it layer by layer in one step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from netdiff.cli._common import InputOpt, SeedOpt, WeightsOpt, console, model_options, parse_options
+from netdiff.cli.app import app
+from netdiff.cli.simulate import (CalibConfigOpt, CalibLimitOpt, CalibOpt, LayoutOpt, MeanOpt, OrderOpt, ScaleOpt,
+                                  SimOptionOpt, SizeOpt, StdOpt, TargetOpt, check_kind, preprocess_from_flags)
+
+
+@app.command("run")
+def run_command(
+    model: Annotated[Path, typer.Argument(help="Float model (.onnx, Caffe .prototxt).")],
+    target: TargetOpt,
+    input: InputOpt = None,
+    calib: CalibOpt = None,
+    calib_config: CalibConfigOpt = None,
+    calib_limit: CalibLimitOpt = None,
+    size: SizeOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    scale: ScaleOpt = None,
+    channel_order: OrderOpt = None,
+    layout: LayoutOpt = None,
+    option: SimOptionOpt = None,
+    mapping: Annotated[Path | None, typer.Option("--map", help="JSON {target_name: reference_name} pairs.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write the CSV report (msaccucmp column names).")] = None,
+    html_path: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report.")] = None,
+    cosine_threshold: Annotated[float, typer.Option("--cosine-threshold", help="A layer diverges below this cosine.")] = 0.99,
+    rel_l2_threshold: Annotated[float, typer.Option("--rel-l2-threshold", help="A layer diverges above this rel_l2.")] = 0.05,
+    show_all: Annotated[bool, typer.Option("--all", help="Show every layer, not only those around origins and the worst.")] = False,
+    no_isolated: Annotated[bool, typer.Option("--no-isolated", help="Skip the isolated (single-layer) runs.")] = False,
+    no_diagnose: Annotated[bool, typer.Option("--no-diagnose", help="Skip cause diagnosis.")] = False,
+    weights: WeightsOpt = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """Simulate TARGET for MODEL and compare every layer: accumulated and isolated error; exit 1 on divergence."""
+    from netdiff.cli.compare import write_outputs
+    from netdiff.inputs import parse_input_args
+    from netdiff.progress import terminal_progress
+    from netdiff.reports.terminal import ReportView
+    from netdiff.simulators.run import run_simulated
+    from netdiff.types import Thresholds
+
+    report = run_simulated(model, check_kind(target), parse_input_args(input or []), calibration=calib,
+                           preprocess=preprocess_from_flags(calib_config, size, mean, std, scale, channel_order, layout),
+                           calibration_limit=calib_limit, options=parse_options(option, "--option"),
+                           thresholds=Thresholds(cosine_threshold, rel_l2_threshold), mapping=mapping,
+                           isolated=not no_isolated, diagnose=not no_diagnose, model_options=model_options(weights),
+                           seed=seed, progress=terminal_progress())
+    write_outputs(report, json_path, csv_path, html_path)
+    out = console()
+    sim = report.meta.get("simulator", {})
+    out.print(f"simulated {sim.get('kind')} ({sim.get('summary')}): {sim.get('aligned')} of {sim.get('in_target')} "
+              f"target tensors aligned ({sim.get('float_tensors')} float tensors, {sim.get('content_checked')} placed "
+              f"by content); calibration: {sim.get('calibration', {}).get('source')}; "
+              f"isolated cos = that layer alone on float inputs")
+    out.print(ReportView(report, show_all=show_all))
+    raise typer.Exit(1 if report.failed else 0)
