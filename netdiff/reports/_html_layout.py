@@ -15,6 +15,8 @@ NODE_H = 34
 GAP_X = 34
 GAP_Y = 14
 MARGIN = 12
+#: Room above the first row for skip connections drawn as arcs.
+MARGIN_TOP = 44
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def layered_layout(preds: Sequence[Sequence[int]]) -> Layout:
             y_slot[i] = max(round(desired[i] / step) * step, floor)
             floor = y_slot[i] + step
     xs = [MARGIN + rank[i] * (NODE_W + GAP_X) for i in range(n)]
-    ys = [MARGIN + int(y_slot[i]) for i in range(n)]
+    ys = [MARGIN_TOP + int(y_slot[i]) for i in range(n)]
     width = (max(xs) + NODE_W + MARGIN) if n else 0
     height = (max(ys) + NODE_H + MARGIN) if n else 0
     return Layout(xs, ys, width, height)

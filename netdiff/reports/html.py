@@ -36,7 +36,7 @@ def render_html(report: Report) -> str:
     title = f"netdiff: {payload['verdict']} — {ref} vs {tgt}"
     return "".join([
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
-        f"<meta http-equiv=\"Content-Security-Policy\" content=\"{escape(csp)}\">\n",
+        f"<meta http-equiv=\"Content-Security-Policy\" content=\"{csp}\">\n",
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n",
         "<meta name=\"referrer\" content=\"no-referrer\">\n",
         f"<title>{escape(title)}</title>\n<style>\n{_asset('report.css')}</style>\n</head>\n<body>\n<main>\n",

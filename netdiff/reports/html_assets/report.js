@@ -55,6 +55,10 @@
     if (parts.length > 1 && /^(output|Output)_?\d*$|_output_\d+$/.test(s)) s = parts[parts.length - 2] + "/" + s.replace(/_output_\d+$/, "");
     return s.length > 20 ? s.slice(0, 19) + "…" : s;
   }
+  function opLabel(op) {
+    var s = String(op || "tensor").replace("Normalization", "Norm").replace("Average", "Avg");
+    return s.length > 17 ? s.slice(0, 16) + "…" : s;
+  }
   function statusLabel(s) { return String(s).replace(/_/g, " "); }
   function pill(text, cls) { return el("span", "pill " + cls, text); }
   function failsCos(v) { return v !== null && v < TH.cosine; }
@@ -382,10 +386,20 @@
       host.appendChild(el("div", "small muted", fmt(layer.m.count, "int") + " values, " + fmt(layer.m.finite_count, "int") + " finite on both sides"));
     }
     if (layer.iso) {
-      host.appendChild(el("div", "sub", "Isolated (node re-run on the target's inputs)"));
-      var ig = el("div", "metrics");
-      Object.keys(layer.iso).forEach(function (k) { metricBox(ig, k, layer.iso[k], k === "cosine" ? "cos" : (k === "sqnr_db" ? "db" : ""), k === "cosine" && failsCos(layer.iso[k])); });
-      host.appendChild(ig);
+      host.appendChild(el("div", "sub", "Isolated error"));
+      host.appendChild(el("div", "small muted", "The reference op re-run alone on the target's own inputs. An isolated error close to the in-context error means this op introduces it."));
+      var it = el("table", "ranges"), ih = el("tr");
+      ["", "in context", "isolated"].forEach(function (h) { ih.appendChild(el("th", h ? "num" : "", h)); });
+      it.appendChild(ih);
+      [["cosine", "cos"], ["rel_l2", ""], ["sqnr_db", "db"], ["max_abs", ""], ["mean_abs", ""]].forEach(function (p) {
+        if (!(p[0] in layer.iso)) return;
+        var r = el("tr"), own = metric(layer, p[0]), iso = layer.iso[p[0]];
+        r.appendChild(el("td", "", p[0] === "sqnr_db" ? "SQNR dB" : p[0]));
+        r.appendChild(el("td", "num", fmt(own, p[1])));
+        r.appendChild(el("td", "num" + (p[0] === "cosine" && failsCos(iso) ? " bad" : ""), fmt(iso, p[1])));
+        it.appendChild(r);
+      });
+      host.appendChild(it);
     }
     var d = layer.d || {};
     if (d.h) {
@@ -438,9 +452,16 @@
     g.nodes.forEach(function (li) {
       (L[li].inputs || []).forEach(function (src) {
         if (!pos[src]) return;
-        var x1 = pos[src][0] + g.nw, y1 = pos[src][1] + g.nh / 2, x2 = pos[li][0], y2 = pos[li][1] + g.nh / 2, mx = (x1 + x2) / 2;
+        var x1 = pos[src][0] + g.nw, y1 = pos[src][1] + g.nh / 2, x2 = pos[li][0], y2 = pos[li][1] + g.nh / 2, mx = (x1 + x2) / 2, d;
+        if (y1 === y2 && x2 - x1 > g.nw) {
+          /* a skip connection along a row would hide behind the nodes: arc over them */
+          var sx = pos[src][0] + g.nw / 2, tx = pos[li][0] + g.nw / 2, top = pos[li][1], h = Math.min(40, 16 + (x2 - x1) / 20);
+          d = "M" + sx + " " + top + "C" + sx + " " + (top - h) + " " + tx + " " + (top - h) + " " + tx + " " + top;
+        } else {
+          d = "M" + x1 + " " + y1 + "C" + mx + " " + y1 + " " + mx + " " + y2 + " " + x2 + " " + y2;
+        }
         var hot = L[src].status === "diverged" && L[li].status === "diverged";
-        edges.appendChild(sv("path", { "class": "edge" + (hot ? " hot" : ""), d: "M" + x1 + " " + y1 + "C" + mx + " " + y1 + " " + mx + " " + y2 + " " + x2 + " " + y2 }));
+        edges.appendChild(sv("path", { "class": "edge" + (hot ? " hot" : ""), d: d }));
       });
     });
     s.appendChild(edges);
@@ -451,7 +472,7 @@
       node.appendChild(sv("rect", { "class": "box", width: g.nw, height: g.nh, rx: 6, fill: nodeFill(layer),
         stroke: layer.origin ? "#cf222e" : (compared ? (layer.status === "diverged" ? "#ff8182" : "#4ac26b") : "#afb8c1"),
         "stroke-width": layer.origin ? 3 : 1, "stroke-dasharray": compared ? "none" : "4 3" }));
-      node.appendChild(sv("text", { x: 8, y: 14, "font-size": 11, "font-weight": 600, fill: "#1f2328" }, (layer.op || "tensor").slice(0, 17)));
+      node.appendChild(sv("text", { x: 8, y: 14, "font-size": 11, "font-weight": 600, fill: "#1f2328" }, opLabel(layer.op)));
       node.appendChild(sv("text", { x: 8, y: 27, "font-size": 10, fill: "#424a53" }, shortName(layer.name)));
       tip(node, layer.name + (layer.op ? " (" + layer.op + ")" : "") + "\ncosine " + fmt(metric(layer, "cosine"), "cos") + "\n" + statusLabel(layer.status));
       node.addEventListener("click", function () { select(li, "graph"); });
