@@ -14,6 +14,9 @@ from netdiff.cli import convert  # noqa: E402,F401
 from netdiff.cli import ascend_config  # noqa: E402,F401
 from netdiff.cli import nnie_cfg_check  # noqa: E402,F401
 from netdiff.cli import caffe_to_onnx  # noqa: E402,F401
+from netdiff.cli import simulate  # noqa: E402,F401
+from netdiff.cli import run  # noqa: E402,F401
+from netdiff.cli import sensitivity  # noqa: E402,F401
 from netdiff.cli import report  # noqa: E402,F401
 
 

@@ -138,6 +138,11 @@ class Int8Quantizer:
         from onnxruntime.quantization import quantize_static
 
         self._cacheable = "calibration_cache_path" in inspect.signature(quantize_static).parameters
+        # The quantizer rewrites a ModelProto it is given (external data): hand it a file instead.
+        self._path = Path(self._tmp.name) / "model.float.onnx"
+        large = self.model.ByteSize() > 1_800_000_000
+        onnx.save_model(self.model, str(self._path), save_as_external_data=large,
+                        location="model.float.data" if large else None)
 
     def quantize(self, exclude: Collection[str] = (), only: Collection[str] | None = None) -> Any:
         """Return the QDQ ModelProto, excluding ``exclude`` (and quantizing only ``only`` when given)."""
@@ -166,7 +171,7 @@ class Int8Quantizer:
         out = Path(self._tmp.name) / "model.int8.onnx"
         try:
             with _quiet():
-                quantize_static(self.model, str(out), Reader(), quant_format=QuantFormat.QDQ,
+                quantize_static(str(self._path), str(out), Reader(), quant_format=QuantFormat.QDQ,
                                 op_types_to_quantize=list(c.op_types) or None, per_channel=c.per_channel,
                                 reduce_range=c.reduce_range, activation_type=qtype[c.activation_type],
                                 weight_type=qtype[c.weight_type], nodes_to_quantize=list(only) if only else None,

@@ -1,0 +1,102 @@
+"""``netdiff sensitivity MODEL --target int8``: layers ranked by quantization cost, and what to keep in float."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from netdiff.cli._common import InputOpt, SeedOpt, WeightsOpt, console, model_options, parse_options
+from netdiff.cli.app import app
+from netdiff.cli.simulate import (CalibConfigOpt, CalibLimitOpt, CalibOpt, LayoutOpt, MeanOpt, OrderOpt, ScaleOpt,
+                                  SimOptionOpt, SizeOpt, StdOpt, preprocess_from_flags)
+
+
+@app.command("sensitivity")
+def sensitivity_command(
+    model: Annotated[Path, typer.Argument(help="Float model (.onnx, Caffe .prototxt).")],
+    target: Annotated[str, typer.Option("--target", "-t", help="Target kind (int8).")] = "int8",
+    input: InputOpt = None,
+    calib: CalibOpt = None,
+    calib_config: CalibConfigOpt = None,
+    calib_limit: CalibLimitOpt = None,
+    size: SizeOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    scale: ScaleOpt = None,
+    channel_order: OrderOpt = None,
+    layout: LayoutOpt = None,
+    option: SimOptionOpt = None,
+    target_cosine: Annotated[float, typer.Option("--target-cosine", help="Output cosine the float-kept set must reach.")] = 0.999,
+    max_exclude: Annotated[int | None, typer.Option("--max-exclude", help="Keep at most N nodes in float.")] = None,
+    top: Annotated[int, typer.Option("--top", help="Rows of each ranking to show.")] = 10,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write rankings and the exclusion list as JSON.")] = None,
+    weights: WeightsOpt = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """Rank layers by how much int8 costs at the outputs; print nodes_to_exclude reaching --target-cosine.
+
+    Exit 0 when the target cosine is reached, 1 when it is not.
+    """
+    from netdiff.inputs import parse_input_args
+    from netdiff.progress import terminal_progress
+    from netdiff.sensitivity import analyze_sensitivity
+
+    result = analyze_sensitivity(model, parse_input_args(input or []), kind=target, calibration=calib,
+                                 preprocess=preprocess_from_flags(calib_config, size, mean, std, scale, channel_order, layout),
+                                 calibration_limit=calib_limit, options=parse_options(option, "--option"),
+                                 target_cosine=target_cosine, max_exclude=max_exclude, seed=seed,
+                                 model_options=model_options(weights), progress=terminal_progress())
+    if json_path is not None:
+        import json
+
+        from netdiff._io import write_text_atomic
+
+        from netdiff.types import _jsonable
+
+        write_text_atomic(json_path, json.dumps(_jsonable(result.to_dict()), indent=2, allow_nan=False) + "\n")
+    console().print(SensitivityView(result, top=top))
+    raise typer.Exit(0 if result.reached else 1)
+
+
+class SensitivityView:
+    """Both rankings, the greedy steps and the paste-ready exclusion list."""
+
+    def __init__(self, result, top: int = 10) -> None:
+        self.result = result
+        self.top = top
+
+    def __rich_console__(self, console, options):
+        from rich.panel import Panel
+        from rich.table import Table
+        from rich.text import Text
+
+        r = self.result
+        yield Text(f"int8 ({r.quantization}); {r.inputs} evaluation input(s); fully quantized output cosine "
+                   f"{_num(r.baseline_cosine)}; {r.evaluations} quantized models evaluated")
+        for title, rows, key in (("cost of quantizing only this layer", r.layers, "alone"),
+                                 ("recovered by keeping only this layer in float", r.by_recovery(), "float")):
+            table = Table(title=title, title_justify="left", box=None, header_style="bold", pad_edge=False)
+            for col, justify in (("#", "right"), ("node", "left"), ("op", "left"),
+                                 ("alone cos", "right"), ("cost", "right"), ("float cos", "right"), ("recovery", "right")):
+                table.add_column(col, justify=justify)
+            for i, s in enumerate(rows[: self.top], 1):
+                table.add_row(str(i), s.node, s.op_type, _num(s.alone_cosine), _num(s.cost, 2),
+                              _num(s.float_cosine), _num(s.recovery, 2))
+            yield table
+        status = Text("reached" if r.reached else "NOT reached", style="bold green" if r.reached else "bold red")
+        body = Text.assemble(f"{len(r.exclude)} node(s) kept in float -> output cosine {_num(r.final_cosine)} "
+                             f"(target {r.target_cosine}, ", status, ")\n", (r.snippet(), "bold"))
+        yield Panel(body, title="mixed precision: quantize_static(..., nodes_to_exclude=...)", title_align="left",
+                    border_style="cyan")
+
+
+def _num(value: float, digits: int = 6) -> str:
+    import math
+
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "nan"
+    if math.isinf(value):
+        return "inf"
+    return f"{value:.{digits}f}" if digits > 2 else f"{value:.2e}"

@@ -1,0 +1,231 @@
+"""Which layers int8 quantization breaks, and the few to keep in float (mixed precision).
+
+For every node the quantizer quantizes, two numbers at the model outputs:
+
+* **alone**: output cosine when only that node is quantized (its own cost);
+* **float**: output cosine when everything but that node is quantized (what keeping it in float
+  recovers, compared with the fully quantized model).
+
+Then a small ``nodes_to_exclude`` set is grown in the order of recovery until the output cosine
+reaches the target, and pruned of nodes that turn out unnecessary. Calibration runs once; each
+configuration costs one quantizer pass, one session and one inference per evaluation input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netdiff.calibration import Preprocess
+from netdiff.errors import NetdiffError
+from netdiff.inputs import InputsLike
+from netdiff.progress import NullProgress, Progress
+
+
+@dataclass(frozen=True)
+class LayerSensitivity:
+    """Sensitivity of one quantized node.
+
+    Attributes:
+        node: Node name (as ``nodes_to_exclude`` wants it).
+        op_type: Its op type.
+        alone_cosine: Output cosine with only this node quantized.
+        float_cosine: Output cosine with every node but this one quantized.
+        cost: ``1 - alone_cosine``.
+        recovery: ``float_cosine`` minus the fully quantized output cosine.
+    """
+
+    node: str
+    op_type: str
+    alone_cosine: float
+    float_cosine: float
+    cost: float
+    recovery: float
+
+
+@dataclass
+class SensitivityResult:
+    """Rankings and the suggested mixed-precision exclusion list.
+
+    Attributes:
+        layers: Per-node sensitivity, most costly first.
+        baseline_cosine: Output cosine of the fully quantized model.
+        exclude: Nodes to keep in float, in the order they were added.
+        final_cosine: Output cosine with ``exclude`` kept in float.
+        target_cosine: The output cosine asked for.
+        reached: True when ``final_cosine >= target_cosine``.
+        evaluations: Quantized models evaluated.
+        quantization: Quantization settings, in words.
+        inputs: Number of evaluation inputs.
+    """
+
+    layers: list[LayerSensitivity]
+    baseline_cosine: float
+    exclude: list[str]
+    final_cosine: float
+    target_cosine: float
+    reached: bool
+    evaluations: int
+    quantization: str = ""
+    inputs: int = 1
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    def by_recovery(self) -> list[LayerSensitivity]:
+        """Layers ordered by how much keeping each one in float recovers."""
+        return sorted(self.layers, key=lambda s: (-s.recovery, -s.cost))
+
+    def snippet(self) -> str:
+        """The exclusion list as Python, ready to paste into ``quantize_static``."""
+        return "nodes_to_exclude=[" + ", ".join(repr(n) for n in self.exclude) + "]"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        data = asdict(self)
+        data["nodes_to_exclude"] = list(self.exclude)
+        return data
+
+
+def output_cosine(reference: Sequence[Mapping[str, np.ndarray]], target: Sequence[Mapping[str, np.ndarray]]) -> float:
+    """The lowest, over model outputs, cosine of all evaluation inputs' values taken together."""
+    worst = 1.0
+    for name in reference[0]:
+        r = np.concatenate([np.asarray(x[name], np.float64).ravel() for x in reference])
+        t = np.concatenate([np.asarray(x[name], np.float64).ravel() for x in target])
+        if not np.all(np.isfinite(t)):
+            return float("nan")
+        nr, nt = float(np.linalg.norm(r)), float(np.linalg.norm(t))
+        cos = 1.0 if nr == nt == 0 else (float(np.dot(r, t)) / (nr * nt) if nr > 0 and nt > 0 else 0.0)
+        worst = min(worst, cos)
+    return worst
+
+
+class _Evaluator:
+    """Quantize with an exclusion list (or a single node) and score the outputs; results cached."""
+
+    def __init__(self, quantizer: Any, feeds: Sequence[Mapping[str, np.ndarray]], progress: Progress) -> None:
+        from netdiff.runners.onnxrt import make_session
+
+        self.quantizer = quantizer
+        self.feeds = [dict(f) for f in feeds]
+        self.progress = progress
+        session = make_session(quantizer.model)
+        self.names = [o.name for o in quantizer.model.graph.output]
+        self.reference = [dict(zip(self.names, session.run(self.names, f))) for f in self.feeds]
+        self.cache: dict[tuple[str, frozenset[str]], float] = {}
+
+    def score(self, exclude: Collection[str] = (), only: str | None = None) -> float:
+        from netdiff.runners.onnxrt import make_session
+
+        key = ("only", frozenset([only])) if only else ("exclude", frozenset(exclude))
+        if key not in self.cache:
+            model = self.quantizer.quantize(exclude, [only] if only else None)
+            session = make_session(model)
+            outputs = [dict(zip(self.names, session.run(self.names, f))) for f in self.feeds]
+            self.cache[key] = output_cosine(self.reference, outputs)
+            self.progress.advance()
+        return self.cache[key]
+
+
+def _nan_low(value: float) -> float:
+    return -math.inf if math.isnan(value) else value
+
+
+def analyze_sensitivity(model: Any, inputs: InputsLike = None, *, kind: str = "int8",
+                        calibration: str | Path | Sequence[Mapping[str, np.ndarray]] | None = None,
+                        preprocess: Preprocess | None = None, calibration_limit: int | None = None,
+                        options: Mapping[str, Any] | None = None, target_cosine: float = 0.999,
+                        max_exclude: int | None = None, eval_limit: int = 4, seed: int = 0,
+                        model_options: Mapping[str, Any] | None = None,
+                        progress: Progress | None = None) -> SensitivityResult:
+    """Rank layers by int8 sensitivity and find a small set to keep in float.
+
+    Args:
+        model: Float model path or :class:`~netdiff.runners.base.Model`.
+        inputs: Evaluation inputs; when None, up to ``eval_limit`` calibration samples.
+        kind: Target kind (only "int8" supports per-node exclusion today).
+        calibration: Calibration directory/file or list of feed dicts (default: the inputs).
+        preprocess: How calibration images become inputs.
+        calibration_limit: Use at most this many calibration samples.
+        options: int8 simulator options (per_channel, calibrate, symmetric, ...).
+        target_cosine: Output cosine the exclusion list must reach.
+        max_exclude: Stop after this many excluded nodes.
+        eval_limit: Calibration samples used for evaluation when ``inputs`` is None.
+        seed: Seed of the random input when neither inputs nor calibration are given.
+        model_options: Runner options for the float model.
+        progress: Receives one unit per evaluated configuration.
+    """
+    from netdiff.pipeline import open_source
+    from netdiff.inputs import resolve_feeds
+    from netdiff.runners.base import Model
+    from netdiff.simulators.int8 import Int8Config, Int8Quantizer
+    from netdiff.simulators.run import calibration_samples
+
+    if kind != "int8":
+        raise NetdiffError(f"sensitivity supports --target int8 only (got {kind!r}); fp16 has no per-node exclusion")
+    if not 0 < target_cosine <= 1:
+        raise NetdiffError(f"--target-cosine must be in (0, 1], got {target_cosine}")
+    source = open_source(model, None, model_options)
+    if not isinstance(source, Model):
+        raise NetdiffError(f"{model}: sensitivity needs a model file (.onnx, .prototxt), not a dump")
+    progress = progress or NullProgress()
+    specs = source.input_specs()
+    if inputs is None and calibration is not None:
+        samples, _ = calibration_samples(source, calibration, {}, preprocess, calibration_limit)
+        feeds = samples[:eval_limit]
+    else:
+        first, _ = resolve_feeds(specs, inputs, seed=seed)
+        feeds = [first]
+        samples, _ = calibration_samples(source, calibration, first, preprocess, calibration_limit)
+    config = Int8Config.from_options(dict(options or {}))
+    quantizer = Int8Quantizer(source.onnx_model(), samples, config)
+    full = quantizer.quantize()
+    candidates = quantizer.quantizable_nodes(full)
+    op_types = {n.name: n.op_type for n in quantizer.model.graph.node}
+    progress.start("sensitivity", 1 + 2 * len(candidates) + len(candidates))
+    try:
+        evaluator = _Evaluator(quantizer, feeds, progress)
+        baseline = evaluator.score()
+        layers = []
+        for node in candidates:
+            alone = evaluator.score(only=node)
+            floated = evaluator.score(exclude=[node])
+            layers.append(LayerSensitivity(node, op_types.get(node, ""), alone, floated,
+                                           1.0 - alone if not math.isnan(alone) else math.inf,
+                                           _nan_low(floated) - _nan_low(baseline) if not math.isnan(baseline) else math.inf))
+        layers.sort(key=lambda s: (-s.cost, s.node))
+        exclude, current, steps = _grow(evaluator, layers, baseline, target_cosine, max_exclude)
+    finally:
+        progress.stop()
+    return SensitivityResult(layers, baseline, exclude, current, target_cosine, current >= target_cosine,
+                             len(evaluator.cache), config.describe(), len(feeds), steps)
+
+
+def _grow(evaluator: _Evaluator, layers: list[LayerSensitivity], baseline: float, target: float,
+          max_exclude: int | None) -> tuple[list[str], float, list[dict[str, Any]]]:
+    """Add nodes in order of recovery while they help, until ``target``; then drop unneeded ones."""
+    order = sorted(layers, key=lambda s: (-s.recovery, -s.cost, s.node))
+    exclude: list[str] = []
+    current = _nan_low(baseline)
+    steps: list[dict[str, Any]] = []
+    for layer in order:
+        if current >= target or (max_exclude is not None and len(exclude) >= max_exclude):
+            break
+        score = _nan_low(evaluator.score(exclude=[*exclude, layer.node]))
+        if score > current:
+            exclude.append(layer.node)
+            current = score
+            steps.append({"add": layer.node, "cosine": score})
+    if current >= target:
+        for node in list(exclude):
+            rest = [n for n in exclude if n != node]
+            score = _nan_low(evaluator.score(exclude=rest))
+            if score >= target:
+                exclude = rest
+                current = score
+                steps.append({"drop": node, "cosine": score})
+    return exclude, current, steps
