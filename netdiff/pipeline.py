@@ -107,7 +107,15 @@ def compare(reference: Any, target: Any, inputs: InputsLike = None, *,
 
 def finish_report(report: Report, ref_side: Side, tgt_side: Side, alignment: Alignment, *,
                   diagnose: bool = True, isolated: str = "origins") -> Report:
-    """Fill origins, first divergence, meta and (optionally) findings of a measured report."""
+    """Fill origins, first divergence, meta, isolated metrics and (optionally) findings of a measured report.
+
+    With ``diagnose``, target tensors holding a fused activation are re-aligned first, so the
+    origins and first divergence are computed on the corrected pairs.
+    """
+    if diagnose:
+        from netdiff.diagnosis.fused import realign_fused_activations
+
+        realign_fused_activations(report.layers, ref_side.dump, tgt_side.dump, report.thresholds)
     report.origins = find_origins(report.layers)
     report.first_divergence = report.origins[0] if report.origins else None
     report.meta.setdefault("target_only", alignment.target_only)
@@ -116,10 +124,14 @@ def finish_report(report: Report, ref_side: Side, tgt_side: Side, alignment: Ali
     for key, value in tgt_side.dump.meta.items():
         if key not in ("blobs",) and isinstance(value, (str, int, float, bool)):
             report.meta.setdefault(f"target.{key}", value)
+    model = ref_side.model.onnx_model() if ref_side.model is not None else None
+    if isolated != "none" and model is not None:
+        from netdiff.isolated import compute_isolated
+
+        compute_isolated(model, report.layers, ref_side.dump, tgt_side.dump, isolated, report.origins)
     if diagnose:
         from netdiff.diagnosis import Context, diagnose as run_rules
 
-        model = ref_side.model.onnx_model() if ref_side.model is not None else None
         context = Context(report, ref_side.dump, tgt_side.dump, alignment, model=model,
                           target_format=tgt_side.dump.format, options={"isolated": isolated})
         report.findings = run_rules(context)

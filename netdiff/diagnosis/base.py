@@ -29,6 +29,8 @@ class Context:
         model: The reference ONNX ModelProto when the reference is a model, else None.
         target_format: Key of the target's reader or runner ("ascend", "nnie-sim", ...).
         options: Diagnosis options (e.g. "isolated": "origins" | "all" | "none").
+        explained: Layers a rule already named a specific cause for; later, more generic rules
+            (channel mismatch, introduced error) skip them.
     """
 
     report: Report
@@ -38,6 +40,22 @@ class Context:
     model: Any = None
     target_format: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    explained: set[str] = field(default_factory=set)
+    _pairs: dict[str, tuple[np.ndarray, np.ndarray] | None] = field(default_factory=dict, repr=False)
+
+    def claim(self, layer: str | None) -> None:
+        """Record that ``layer`` has a specific cause."""
+        if layer is not None:
+            self.explained.add(layer)
+
+    def cached_pair(self, layer: LayerResult) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`pair`, loaded once per layer for all rules."""
+        if layer.name not in self._pairs:
+            try:
+                self._pairs[layer.name] = self.pair(layer)
+            except Exception:  # unreadable data: the layer already carries status "error"
+                self._pairs[layer.name] = None
+        return self._pairs[layer.name]
 
     def pair(self, layer: LayerResult) -> tuple[np.ndarray, np.ndarray] | None:
         """Reference and aligned target arrays of a compared layer (float64), or None."""

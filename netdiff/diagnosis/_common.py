@@ -1,0 +1,109 @@
+"""Helpers shared by the rule families: which layers to look at, toolchain words, small fits."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+from netdiff.diagnosis.base import Context
+from netdiff.types import LayerResult
+
+#: Named constants a scale factor is compared with, as (value, label).
+_NAMED = [(255.0, "255"), (1 / 255.0, "1/255"), (256.0, "256"), (1 / 256.0, "1/256"), (128.0, "128"),
+          (1 / 128.0, "1/128"), (127.5, "127.5"), (1 / 127.5, "1/127.5"), (4096.0, "4096 (Q12)"),
+          (1 / 4096.0, "1/4096 (Q12)"), (-1.0, "-1")]
+
+
+def toolchain(context: Context) -> str:
+    """"nnie", "ascend", "onnxruntime" or "generic" from the target's reader/runner key."""
+    fmt = (context.target_format or "").lower()
+    if "nnie" in fmt:
+        return "nnie"
+    if fmt.startswith("ascend") or fmt == "msit":
+        return "ascend"
+    if fmt in ("onnx", "simulated-int8", "simulated-fp16") or fmt.startswith("onnx"):
+        return "onnxruntime"
+    return "generic"
+
+
+def pick(context: Context, nnie: str = "", ascend: str = "", onnxruntime: str = "", generic: str = "") -> str:
+    """The suggestion text for the target's toolchain (generic when none is given for it)."""
+    chosen = {"nnie": nnie, "ascend": ascend, "onnxruntime": onnxruntime}.get(toolchain(context), "")
+    return chosen or generic
+
+
+def compared(layers: Iterable[LayerResult]) -> list[LayerResult]:
+    """Layers that have metrics."""
+    return [x for x in layers if x.metrics is not None]
+
+
+def candidates(context: Context, diverged_only: bool = True) -> list[LayerResult]:
+    """Origins, graph inputs and graph outputs (compared), in report order, inputs excluded.
+
+    These are the only layers most rules inspect, which keeps diagnosis cheap on big models.
+    """
+    wanted = set(context.report.origins) | set(context.reference.graph_outputs)
+    inputs = set(context.reference.graph_inputs)
+    out = []
+    for layer in context.report.layers:
+        if layer.name not in wanted or layer.name in inputs or layer.metrics is None:
+            continue
+        if diverged_only and layer.status != "diverged":
+            continue
+        out.append(layer)
+    return out
+
+
+def name_constant(k: float, rtol: float = 0.02) -> str | None:
+    """Label of a well-known constant (255, 1/256, 4096, 2^n, ...) within ``rtol``, else None."""
+    for value, label in _NAMED:
+        if abs(k / value - 1.0) <= rtol:
+            return label
+    if k > 0:
+        n = round(math.log2(k))
+        if n != 0 and abs(k / 2.0 ** n - 1.0) <= rtol:
+            return f"2^{n}"
+    return None
+
+
+def channel_axis(shape: tuple[int, ...], layout: str | None = None) -> int | None:
+    """Channel axis of an activation (1 for NCHW-like, -1 for NHWC), None when it has none."""
+    if len(shape) < 3:
+        return 1 if len(shape) == 2 and 1 < shape[1] <= 4 and shape[0] > 4 else None
+    if layout == "NHWC":
+        return len(shape) - 1
+    if shape[1] > 4 >= shape[-1] > 1 and len(shape) == 4:
+        return len(shape) - 1
+    return 1
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine of two arrays over their finite pairs (NaN when a side is zero)."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    keep = np.isfinite(a) & np.isfinite(b)
+    a, b = a[keep], b[keep]
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na == 0 or nb == 0:
+        return math.nan
+    return float(np.dot(a, b) / (na * nb))
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation over finite pairs (NaN when a side is constant)."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    keep = np.isfinite(a) & np.isfinite(b)
+    return cosine(a[keep] - a[keep].mean(), b[keep] - b[keep].mean()) if keep.any() else math.nan
+
+
+def fmt_list(values: Iterable[float], digits: int = 4) -> str:
+    """``[0.485, 0.456, 0.406]`` with ``digits`` significant digits."""
+    return "[" + ", ".join(f"{float(v):.{digits}g}" for v in values) + "]"
+
+
+def rounded(values: Iterable[float], digits: int = 6) -> list[float]:
+    """Floats rounded to ``digits`` significant digits (for evidence)."""
+    return [float(f"{float(v):.{digits}g}") for v in values]

@@ -1,0 +1,116 @@
+"""Fused activations: a target tensor that holds the activation of the reference tensor of its name.
+
+Converters fuse Conv+ReLU (Conv+Clip, ...) into one op and keep the Conv's name, so the target
+tensor named after the Conv holds relu(conv). Comparing it with the reference Conv output would
+report a false divergence (and a false first divergence). :func:`realign_fused_activations` runs
+in the pipeline *before* origins are computed: it re-measures such pairs against the consumer
+activation's reference tensor (or against relu(reference) when the reference has none), marks
+them ``ok`` with ``match.method == "content"``, and the ``fused-activation`` rule reports them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+
+from netdiff.detail import layer_detail
+from netdiff.diagnosis.base import Context, register_rule
+from netdiff.metrics import compute_metrics
+from netdiff.types import Dump, Finding, LayerResult, Match, Thresholds
+
+#: Single-input activations a converter fuses into the preceding op.
+ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "PRelu", "Elu",
+               "Selu", "Softplus", "Mish", "Gelu", "Swish", "Relu6", "ReLU", "ReLU6", "TanH"}
+
+
+def realign_fused_activations(layers: list[LayerResult], reference: Dump, target: Dump,
+                              thresholds: Thresholds) -> list[str]:
+    """Re-measure diverged layers whose target holds the reference's activation; return their names."""
+    consumers: dict[str, list[LayerResult]] = {}
+    for layer in layers:
+        for name in layer.inputs:
+            consumers.setdefault(name, []).append(layer)
+    fixed = []
+    for layer in layers:
+        if layer.status != "diverged" or layer.metrics is None or layer.target_name is None:
+            continue
+        if layer.match is None or layer.match.transform is None or layer.op_type in ACTIVATIONS:
+            continue
+        acts = [c for c in consumers.get(layer.name, []) if c.op_type in ACTIVATIONS and c.name in reference]
+        if not acts and not (layer.metrics.target_min >= 0 and layer.metrics.ref_min < 0):
+            continue
+        try:
+            ref = np.asarray(reference[layer.name].load())
+            tgt = layer.match.transform.apply(target[layer.target_name].load(), tuple(ref.shape))
+        except Exception:  # unreadable: the layer is reported as is
+            continue
+        for act in acts:
+            act_ref = np.asarray(reference[act.name].load())
+            if act_ref.shape != ref.shape:
+                continue
+            metrics = compute_metrics(act_ref, tgt)
+            if thresholds.passes(metrics):
+                _realign(layer, act_ref, tgt, metrics, act.name, act.op_type or "activation")
+                _pair_activation(act, layer, metrics)
+                fixed.append(layer.name)
+                break
+        else:
+            if not acts and layer.metrics.target_min >= 0:
+                relu = np.maximum(ref, 0)
+                metrics = compute_metrics(relu, tgt)
+                if thresholds.passes(metrics):
+                    _realign(layer, relu, tgt, metrics, None, "Relu")
+                    fixed.append(layer.name)
+    return fixed
+
+
+def _realign(layer: LayerResult, act_ref: np.ndarray, tgt: np.ndarray, metrics, act_name: str | None,
+             act_op: str) -> None:
+    before = layer.metrics
+    against = act_name or f"relu({layer.name})"
+    layer.extra["fused_activation"] = {
+        "activation": act_op, "measured_against": against, "cosine_before": _n(before.cosine),
+        "rel_l2_before": _n(before.rel_l2), "cosine_after": _n(metrics.cosine), "rel_l2_after": _n(metrics.rel_l2),
+        "target_min": _n(before.target_min), "reference_min": _n(before.ref_min)}
+    layer.metrics = metrics
+    layer.status = "ok"
+    layer.reason = ""
+    layer.match = Match(layer.name, layer.target_name, "content", layer.match.transform,
+                        reason=f"target holds {act_op}({layer.name}) (fused {layer.op_type or 'op'}+{act_op}); "
+                               f"measured against {against}")
+    if "detail" in layer.extra:
+        layer.extra["detail"] = layer_detail(act_ref, tgt)
+
+
+def _pair_activation(act: LayerResult, layer: LayerResult, metrics) -> None:
+    """The activation's own reference tensor, fused away in the target, gets the same target tensor."""
+    if act.metrics is not None or act.status not in ("missing_in_target", "not_observable"):
+        return
+    act.target_name = layer.target_name
+    act.target_shape = layer.target_shape
+    act.metrics = metrics
+    act.status = "ok"
+    act.reason = ""
+    act.match = Match(act.name, layer.target_name, "content", layer.match.transform,
+                      reason=f"fused into target tensor {layer.target_name!r} with {layer.name}")
+
+
+def _n(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+@register_rule("fused-activation")
+def fused_activation(context: Context) -> Iterator[Finding]:
+    """Report the layers :func:`realign_fused_activations` re-aligned."""
+    for layer in context.report.layers:
+        info = layer.extra.get("fused_activation")
+        if not isinstance(info, dict):
+            continue
+        context.claim(layer.name)
+        yield Finding(
+            "fused_activation", layer.name, "info",
+            f"The target's {layer.target_name} holds {info['activation']}({layer.name}): the converter fused the "
+            f"activation into {layer.op_type or 'the op'}; netdiff compared it with {info['measured_against']} instead.",
+            info, "nothing to change: the fusion is expected (pass a fusion map to name it explicitly)")

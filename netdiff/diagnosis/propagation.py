@@ -1,0 +1,106 @@
+"""Where the error comes from: introduced by a layer itself, or accumulated through the net.
+
+Uses the isolated metrics (:mod:`netdiff.isolated`: the reference node re-run on the target's own
+inputs) when present, else the error gain (a layer's rel_l2 over its inputs' largest rel_l2).
+Only origins not already explained by a more specific rule are looked at.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+from netdiff.diagnosis._common import pick
+from netdiff.diagnosis.base import Context, register_rule
+from netdiff.types import Finding, LayerResult
+
+#: A layer whose error is at most this many times its inputs' counts as amplifying, not introducing.
+MAX_ACCUMULATED_GAIN = 2.0
+MAX_INTRODUCED = 5
+
+
+@register_rule("propagation")
+def propagation(context: Context) -> Iterator[Finding]:
+    """introduced_error for origins that are wrong in isolation; accumulated_error when none is."""
+    by_name = {x.name: x for x in context.report.layers}
+    th = context.report.thresholds
+    accumulated: list[LayerResult] = []
+    introduced = 0
+    for name in context.report.origins:
+        layer = by_name.get(name)
+        if layer is None or layer.metrics is None or name in context.explained:
+            continue
+        iso = layer.extra.get("isolated")
+        m = layer.metrics
+        evidence = {"cosine": _r(m.cosine), "rel_l2": _r(m.rel_l2), "error_gain": _r(layer.error_gain)}
+        if isinstance(iso, dict) and iso.get("cosine") is not None:
+            iso_cos, iso_rel = iso.get("cosine"), iso.get("rel_l2")
+            evidence.update(isolated_cosine=_r(iso_cos), isolated_rel_l2=_r(iso_rel))
+            used = layer.extra.get("isolated_inputs") or {}
+            if used.get("reference"):
+                evidence["inputs_from_reference"] = list(used["reference"])
+            iso_ok = iso_cos >= th.cosine and (iso_rel is None or iso_rel <= th.rel_l2)
+            if not iso_ok:
+                yield _introduced(context, layer, evidence, isolated=True)
+                introduced += 1
+            else:
+                accumulated.append(layer)
+            continue
+        gain = layer.error_gain
+        upstream = m.rel_l2 / gain if gain and math.isfinite(gain) and gain > 0 else 0.0
+        if gain is not None and gain <= MAX_ACCUMULATED_GAIN and upstream >= 0.2 * th.rel_l2:
+            accumulated.append(layer)
+        elif introduced < MAX_INTRODUCED:
+            yield _introduced(context, layer, evidence, isolated=False)
+            introduced += 1
+    if accumulated and not introduced:
+        yield _accumulated(context, accumulated)
+
+
+def _introduced(context: Context, layer: LayerResult, evidence: dict, isolated: bool) -> Finding:
+    context.claim(layer.name)
+    op = layer.op_type or "layer"
+    if isolated:
+        message = (f"{layer.name} ({op}) is wrong by itself: re-run on the target's own inputs, the reference op "
+                   f"reaches only cosine {evidence['isolated_cosine']} against the target's output.")
+    else:
+        message = (f"{layer.name} ({op}) introduces the error: its inputs match the reference but its output does "
+                   f"not (cosine {evidence['cosine']}, error gain {evidence['error_gain']}).")
+    fix = pick(context,
+               nnie=f"if this is quantization error, run {layer.name} in 16 bits ([compile_mode] 2 with the layer "
+                    "name ending in _hp); otherwise check how the mapper supports this layer's parameters",
+               ascend=f"keep {op} in fp32 to test precision (--modify_mixlist / --precision_mode=must_keep_origin_dtype); "
+                      "otherwise check the op's attributes after conversion (atc --mode=1 JSON)",
+               onnxruntime=f"exclude the node from quantization (nodes_to_exclude=['{layer.name}']) or quantize its "
+                           "weights per channel (per_channel=True)",
+               generic=f"check the converted {op}: its weights, attributes and precision (keep it in higher precision "
+                       "to confirm)")
+    return Finding("introduced_error", layer.name, "error", message, evidence, fix)
+
+
+def _accumulated(context: Context, layers: list[LayerResult]) -> Finding:
+    first = layers[0]
+    for layer in layers:
+        context.claim(layer.name)
+    compared = [x for x in context.report.layers if x.metrics is not None and not math.isnan(x.metrics.rel_l2)]
+    trail = [[x.name, _r(x.metrics.rel_l2)] for x in compared if (x.order or 0) <= (first.order or 0)][-8:]
+    return Finding(
+        "accumulated_error", first.name, "info",
+        f"No single layer is broken: each layer is right on the target's own inputs, and small errors add up "
+        f"until {first.name} crosses the threshold.",
+        {"origins": [x.name for x in layers], "rel_l2_trail": trail, "error_gain": _r(first.error_gain),
+         "isolated_cosine": _r((first.extra.get("isolated") or {}).get("cosine"))},
+        pick(context,
+             nnie="raise precision for the whole net ([compile_mode] 1) or for its most sensitive layers "
+                  "([compile_mode] 2, names ending in _hp); calibrate with more representative images",
+             ascend="use a higher precision mode (--precision_mode=allow_fp32_to_fp16 or must_keep_origin_dtype) "
+                    "or accept a looser threshold",
+             onnxruntime="quantize per channel, calibrate with more data, or keep activations in 16 bits",
+             generic="raise the target's precision globally or accept a looser threshold: no layer is individually wrong"))
+
+
+def _r(value) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else float(f"{value:.6g}")

@@ -1,0 +1,180 @@
+"""Isolated error: re-run one reference node on the *target's* inputs and compare with its output.
+
+Accumulated metrics say how far a target tensor is from the reference; they mix the error a
+layer makes itself with the error it inherited. Re-running the reference node (a one-node ONNX
+model with the node's initializers, executed by onnxruntime) on the target's own input tensors
+and comparing with the target's output measures only the layer's own error:
+
+- isolated cosine ≈ 1, accumulated cosine low → the layer inherited its error;
+- isolated cosine low → the layer itself computes something else (bad kernel, quantization, ...).
+
+Inputs the target does not have fall back to the reference tensor (recorded per layer).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from netdiff.metrics import compute_metrics
+from netdiff.types import Dump, LayerResult
+
+log = logging.getLogger(__name__)
+
+#: Ops whose subgraphs or state make a one-node re-run meaningless.
+_SKIP_OPS = {"If", "Loop", "Scan", "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
+             "Multinomial", "Dropout"}
+
+
+@dataclass
+class NodeRunner:
+    """One ONNX node as a runnable model (built lazily, session cached)."""
+
+    node: Any
+    inputs: list[str]
+    outputs: list[str]
+    initializers: dict[str, Any]
+    opsets: list[Any]
+    ir_version: int
+    _sessions: dict[tuple, Any] = field(default_factory=dict, repr=False)
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Run the node on ``feeds`` (every non-initializer input) and return all its outputs."""
+        key = tuple((n, np.asarray(feeds[n]).dtype.str, tuple(np.shape(feeds[n]))) for n in self.inputs)
+        session = self._sessions.get(key)
+        if session is None:
+            session = self._session(feeds)
+            self._sessions[key] = session
+        return [np.asarray(v) for v in session.run(self.outputs, {n: feeds[n] for n in self.inputs})]
+
+    def _session(self, feeds: Mapping[str, np.ndarray]) -> Any:
+        from onnx import helper
+
+        from netdiff.runners.onnxrt import make_session
+
+        graph_inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(np.asarray(feeds[n]).dtype),
+                                                      list(np.shape(feeds[n]))) for n in self.inputs]
+        graph_outputs = [helper.make_empty_tensor_value_info(n) for n in self.outputs]
+        graph = helper.make_graph([self.node], "isolated", graph_inputs, graph_outputs,
+                                  initializer=list(self.initializers.values()))
+        model = helper.make_model(graph, opset_imports=self.opsets)
+        model.ir_version = self.ir_version
+        return make_session(model)
+
+
+class NodeIndex:
+    """Find the node producing a tensor of an ONNX model and build :class:`NodeRunner` s."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        graph = model.graph
+        self.initializers = {i.name: i for i in graph.initializer}
+        self.producer: dict[str, Any] = {}
+        for node in graph.node:
+            for out in node.output:
+                if out:
+                    self.producer[out] = node
+        self._constants = {n.output[0]: n for n in graph.node if n.op_type == "Constant" and n.output}
+
+    def runner(self, tensor: str) -> NodeRunner | None:
+        """A runner for the node that produces ``tensor``, or None (graph input, unsupported op)."""
+        node = self.producer.get(tensor)
+        if node is None or node.op_type in _SKIP_OPS or node.op_type == "Constant":
+            return None
+        if any(a.type in (5, 10) for a in node.attribute):  # GRAPH / GRAPHS attributes
+            return None
+        inits = {n: self.initializers[n] for n in node.input if n in self.initializers}
+        inputs = [n for n in dict.fromkeys(node.input) if n and n not in inits]
+        outputs = [o for o in node.output if o]
+        return NodeRunner(node, inputs, outputs, inits, list(self.model.opset_import), int(self.model.ir_version))
+
+
+def _aligned_target(layer: LayerResult | None, target: Dump, reference: Dump) -> np.ndarray | None:
+    """The target's value of a reference tensor, in the reference's shape, or None."""
+    if layer is None or layer.target_name is None or layer.metrics is None or layer.match is None:
+        return None
+    if layer.match.transform is None or layer.target_name not in target:
+        return None
+    ref_shape = tuple(reference[layer.name].shape)
+    try:
+        return layer.match.transform.apply(target[layer.target_name].load(), ref_shape)
+    except (ValueError, KeyError):
+        return None
+
+
+def isolate_layer(index: NodeIndex, layer: LayerResult, by_name: Mapping[str, LayerResult], reference: Dump,
+                  target: Dump) -> dict[str, Any] | None:
+    """Re-run the reference node of ``layer`` on the target's inputs; return its extra entries.
+
+    Returns:
+        ``{"isolated": metrics dict, "isolated_inputs": {"target": [...], "reference": [...]}}``
+        or None when the node cannot be re-run.
+    """
+    runner = index.runner(layer.name)
+    target_out = _aligned_target(layer, target, reference)
+    if runner is None or target_out is None:
+        return None
+    feeds: dict[str, np.ndarray] = {}
+    used: dict[str, list[str]] = {"target": [], "reference": []}
+    for name in runner.inputs:
+        if name not in reference:
+            return None
+        ref_value = np.asarray(reference[name].load())
+        value = _aligned_target(by_name.get(name), target, reference)
+        if value is not None and value.shape == ref_value.shape:
+            feeds[name] = np.ascontiguousarray(value, dtype=ref_value.dtype)
+            used["target"].append(name)
+        else:
+            feeds[name] = ref_value
+            used["reference"].append(name)
+    if not used["target"]:
+        return None  # nothing of the target's own: the re-run would only repeat the reference
+    try:
+        outputs = runner.run(feeds)
+    except Exception as e:  # onnxruntime raises its own types; an isolated re-run is best effort
+        log.debug("isolated re-run of %s failed: %s", layer.name, e)
+        return None
+    position = runner.outputs.index(layer.name) if layer.name in runner.outputs else 0
+    out = outputs[position]
+    if out.shape != target_out.shape:
+        return None
+    metrics = compute_metrics(out, np.asarray(target_out))
+    return {"isolated": metrics.as_dict(), "isolated_inputs": used}
+
+
+def compute_isolated(model: Any, layers: list[LayerResult], reference: Dump, target: Dump,
+                     which: str | Iterable[str] = "origins", origins: Iterable[str] = ()) -> int:
+    """Fill ``layer.extra["isolated"]`` for the selected layers; return how many were measured.
+
+    Args:
+        model: The reference ONNX ModelProto.
+        layers: The report's layer results (modified in place).
+        reference: The reference dump.
+        target: The target dump.
+        which: "origins", "all", "none", or an explicit list of reference tensor names.
+        origins: Origin names (used when ``which`` is "origins").
+    """
+    if model is None or which == "none":
+        return 0
+    by_name = {x.name: x for x in layers}
+    if which == "origins":
+        names = list(origins)
+    elif which == "all":
+        names = [x.name for x in layers if x.metrics is not None]
+    else:
+        names = list(which)
+    index = NodeIndex(model)
+    done = 0
+    for name in names:
+        layer = by_name.get(name)
+        if layer is None or layer.metrics is None:
+            continue
+        extra = isolate_layer(index, layer, by_name, reference, target)
+        if extra is not None:
+            layer.extra.update(extra)
+            done += 1
+    return done
