@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import tempfile
+import tokenize
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +19,9 @@ from netdiff.errors import DumpFormatError, OutputError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_STEM = 80
+#: Everything numpy's .npy header parsing and loading raise for a malformed file.
+NPY_ERRORS = (ValueError, OSError, EOFError, SyntaxError, TypeError, OverflowError, RecursionError,
+              MemoryError, tokenize.TokenError)
 
 
 def safe_file_stem(name: str, taken: set[str] | None = None) -> str:
@@ -86,24 +91,25 @@ def load_npy(path: str | os.PathLike[str], mmap: bool = True) -> np.ndarray:
         DumpFormatError: The file is not a valid .npy array or its data is truncated.
     """
     path = Path(path)
+    shape, dtype = npy_header(path)
     try:
-        if mmap:
+        if mmap and shape and math.prod(shape):
             try:
                 return np.load(path, mmap_mode="r", allow_pickle=False)
             except ValueError as e:
-                if "pickle" in str(e).lower() or "object" in str(e).lower():
-                    raise DumpFormatError(f"{path}: holds Python objects (pickled); only numeric arrays are read") from e
                 if "mmap length is greater than file size" in str(e) or "cannot mmap an empty file" in str(e):
                     raise DumpFormatError(f"{path}: truncated .npy file (data shorter than its header says)") from e
-                # some valid files (e.g. zero-size arrays) cannot be memory-mapped
+                # some valid files cannot be memory-mapped; read them instead
         return np.load(path, allow_pickle=False)
     except DumpFormatError:
         raise
-    except (ValueError, OSError, EOFError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "pickle" in reason.lower():
-            reason = "holds Python objects (pickled); only numeric arrays are read"
-        raise DumpFormatError(f"{path}: not a readable .npy array ({reason})") from e
+    except NPY_ERRORS as e:
+        raise DumpFormatError(f"{path}: not a readable .npy array ({_reason(e)})") from e
+
+
+def _reason(error: BaseException) -> str:
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return "holds Python objects (pickled); only numeric arrays are read" if "pickle" in reason.lower() else reason
 
 
 def prepare_output_dir(path: str | os.PathLike[str], force: bool = False) -> Path:
@@ -145,16 +151,24 @@ def npy_header(path: str | os.PathLike[str]) -> tuple[tuple[int, ...], np.dtype]
             else:
                 raise ValueError(f"unsupported .npy version {version}")
             offset = handle.tell()
-    except (ValueError, OSError, EOFError, SyntaxError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DumpFormatError(f"{path}: not a readable .npy file ({reason})") from e
+    except NPY_ERRORS as e:
+        raise DumpFormatError(f"{path}: not a readable .npy file ({_reason(e)})") from e
+    return check_npy_shape(path, shape, dtype, offset, path.stat().st_size)
+
+
+def check_npy_shape(where: str | os.PathLike[str], shape: tuple, dtype: np.dtype, offset: int,
+                    size: int) -> tuple[tuple[int, ...], np.dtype]:
+    """Validate a parsed .npy header against the bytes available (``size`` including the header).
+
+    Raises:
+        DumpFormatError: Object dtype, negative dims, or data shorter than the header says.
+    """
     if dtype.hasobject:
-        raise DumpFormatError(f"{path}: holds Python objects (pickled); only numeric arrays are read")
-    count = 1
-    for d in shape:
-        count *= int(d)
-    needed = offset + count * dtype.itemsize
-    size = path.stat().st_size
+        raise DumpFormatError(f"{where}: holds Python objects (pickled); only numeric arrays are read")
+    dims = tuple(int(d) for d in shape)
+    if any(d < 0 for d in dims):
+        raise DumpFormatError(f"{where}: .npy header has a negative dimension in shape {list(dims)}")
+    needed = offset + math.prod(dims) * dtype.itemsize
     if size < needed:
-        raise DumpFormatError(f"{path}: truncated .npy file ({size} bytes, header says {needed})")
-    return tuple(int(d) for d in shape), dtype
+        raise DumpFormatError(f"{where}: truncated .npy file ({size} bytes, header says {needed})")
+    return dims, dtype

@@ -15,6 +15,7 @@ Naming scheme (see docs/ascend.md):
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,11 @@ from netdiff.ascend.dumpfile import DumpFile, TensorRecord, read_header
 from netdiff.ascend.fusion import INSERTED_NAME, NPU_ONLY_TYPES, FusionMap, OpInfo, Origin
 from netdiff.ascend.names import DumpName, escape_name, scan
 from netdiff.errors import DumpFormatError
+from netdiff.readers._partial import require_readable
 from netdiff.types import Dump, Tensor
+
+#: More elements than any real tensor has (2**48): such a shape comes from a corrupt header.
+MAX_ELEMENTS = 1 << 48
 
 
 def _load(path: Path, offset: int, nbytes: int, code: int, count: int, conversion: formats.Conversion) -> np.ndarray:
@@ -79,7 +84,10 @@ def build_dump(root: Path, fusion_map: str | Path | None = None, model: str | No
     latest, counts, model_name = select_files(names, root, fmap, model, data_index)
     entries = []
     for escaped, dn in latest.items():
-        header = read_header(dn.path)
+        try:
+            header: DumpFile | DumpFormatError = read_header(dn.path)
+        except DumpFormatError as e:  # one broken file: its op is listed as unreadable, the rest is read
+            header = e
         op = fmap.by_escaped.get(escaped) if fmap else None
         entries.append((dn, header, op))
     entries.sort(key=lambda e: ((e[2].id if e[2] else 1 << 62), e[0].timestamp, str(e[0].path)))
@@ -90,6 +98,11 @@ def build_dump(root: Path, fusion_map: str | Path | None = None, model: str | No
     producers: dict[str, tuple[str, ...]] = {}
     seen_inputs: set[str] = set()
     for order, (dn, header, op) in enumerate(entries, start=1):
+        if isinstance(header, DumpFormatError):
+            name = op.name if op is not None else dn.op_name
+            if name not in tensors:
+                tensors[name] = Tensor.unreadable(name, str(header), str(dn.path))
+            continue
         name = _real_name(dn, header, op)
         common = {"file": str(dn.path), "timestamp": dn.timestamp, "files_for_op": counts[dn.op_name],
                   "dump_variant": header.variant, "op_name": name}
@@ -119,6 +132,7 @@ def build_dump(root: Path, fusion_map: str | Path | None = None, model: str | No
                     target_only.append(tname)
                 else:
                     seen_inputs.add(origin.names[-1])
+    require_readable(tensors)
     _link_inputs(tensors, producers)
     return Dump(tensors=tensors, source=str(root), format="ascend",
                 graph_outputs=_graph_outputs(fmap, tensors), target_only=target_only,
@@ -139,11 +153,15 @@ def _tensor(tname: str, rec: TensorRecord, header: DumpFile, dn: DumpName, order
     if info is None:
         skipped.append(f"{tname}: unsupported data type code {rec.data_type}")
         return None
+    for dims in (rec.shape, rec.original_shape):
+        if math.prod(d for d in dims if d) > MAX_ELEMENTS:  # zero dims hide nothing: the rest must be sane too
+            return Tensor.unreadable(tname, f"{dn.path}: {rec.direction}[{rec.index}] has an absurd shape {list(dims)} "
+                                     "(corrupt header)", str(dn.path))
     count = formats.element_count(rec.data_type, rec.shape, rec.size)
     nbytes = formats.stored_bytes(rec.data_type, count)
     if nbytes > rec.size:
-        raise DumpFormatError(f"{dn.path}: {rec.direction}[{rec.index}] of shape {list(rec.shape)} and type {info[0]} "
-                              f"needs {nbytes} bytes but only {rec.size} are stored")
+        return Tensor.unreadable(tname, f"{dn.path}: {rec.direction}[{rec.index}] of shape {list(rec.shape)} and type "
+                                 f"{info[0]} needs {nbytes} bytes but only {rec.size} are stored", str(dn.path))
     device_shape = rec.shape or (count,)
     original_shape = rec.original_shape or (origin.shape if origin else ())
     conversion = formats.plan(rec.format, device_shape, original_shape, origin.format if origin else None,

@@ -9,6 +9,8 @@ before it is used.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -224,7 +226,7 @@ class _BlobReader:
             shape = list(self.dims or [])
         if any(d < 0 for d in shape):
             raise _Corrupt(f"negative blob dimension in {shape}")
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 0
+        count = math.prod(shape) if shape else 0  # exact: an int64 product could wrap around to a small number
         if self.doubles:
             data = np.concatenate(self.doubles).astype(np.float32)
         elif self.floats:
@@ -241,7 +243,7 @@ class _BlobReader:
                                  offset=start).astype(np.float32)
         else:
             data = np.zeros(0, np.float32)
-        if not shape and data.size:
+        if not shape:
             shape = [data.size]
             count = data.size
         if data.size != count:

@@ -29,9 +29,16 @@ def strip_report(name: str) -> str:
     return name or "_report"
 
 
-def parse_dims(text: str) -> tuple[int, ...]:
-    """``"64_56_56"`` -> ``(64, 56, 56)`` (empty text -> ``()``)."""
-    return tuple(int(d) for d in text.split("_") if d)
+def parse_dims(text: str, path: Path | None = None) -> tuple[int, ...]:
+    """``"64_56_56"`` -> ``(64, 56, 56)`` (empty text -> ``()``).
+
+    Raises:
+        DumpFormatError: A dim is zero (when ``path`` is given, the message names it).
+    """
+    dims = tuple(int(d) for d in text.split("_") if d)
+    if path is not None and any(d <= 0 for d in dims):
+        raise DumpFormatError(f"{path}: its name declares the shape {list(dims)}, which has a zero dimension")
+    return dims
 
 
 def _check_size(path: Path, count: int | None) -> int:

@@ -24,6 +24,7 @@ from typing import Any
 
 from netdiff._io import load_npy, npy_header
 from netdiff.errors import DumpFormatError
+from netdiff.readers._partial import require_readable
 from netdiff.readers.base import Reader, register_reader
 from netdiff.types import Dump, Tensor
 
@@ -77,8 +78,14 @@ class MsitReader(Reader):
             name = base if index == 0 else f"{base}:{index}"
             if is_input and name in tensors:
                 name = node if index == 0 else f"{node}:{index}"
-            shape, dtype = npy_header(file)
             meta = {"timestamp": stamp, "node": base, "output_index": index}
+            try:
+                shape, dtype = npy_header(file)
+            except DumpFormatError as e:  # one broken file: an unreadable tensor, the rest of the dump is read
+                tensors[name] = Tensor.unreadable(name, str(e), str(file))
+                if is_input:
+                    inputs.append(name)
+                continue
             origin: tuple[str, ...] = ()
             if not is_input:
                 meta["origin_output_index"] = index
@@ -87,6 +94,7 @@ class MsitReader(Reader):
                 inputs.append(name)
             tensors[name] = Tensor(name=name, shape=shape, dtype=dtype.name, order=order, origin_names=origin,
                                    source=str(file), loader=functools.partial(load_npy, file), meta=meta)
+        require_readable(tensors)
         meta: dict[str, Any] = {"older_files_skipped": skipped} if skipped else {}
         return Dump(tensors=tensors, source=str(path), format=self.name, graph_inputs=inputs, meta=meta)
 

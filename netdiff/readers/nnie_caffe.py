@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from netdiff.errors import DumpFormatError
+from netdiff.readers._partial import require_readable
 from netdiff.readers._nnie_text import (DUMP_META, any_match, count_values, find_files, lazy_tensor, parse_dims,
                                         read_float_text, strip_report)
 from netdiff.readers.base import Reader, register_reader
@@ -45,11 +46,16 @@ class NnieCaffeReader(Reader):
                 chosen[name] = (n, file, m)
         tensors: dict[str, Tensor] = {}
         for name, (_, file, m) in chosen.items():
-            dims = parse_dims(m["dims"])
-            per = math.prod(dims)
-            lines = count_values(file)
-            if lines == 0 or lines % per:
-                raise DumpFormatError(f"{file}: holds {lines} lines, not a multiple of the {per} values its name declares")
+            try:
+                dims = parse_dims(m["dims"], file)
+                per = math.prod(dims)
+                lines = count_values(file)
+                if lines == 0 or lines % per:
+                    raise DumpFormatError(f"{file}: holds {lines} lines, not a multiple of the {per} values its name declares")
+            except DumpFormatError as e:  # one broken file: an unreadable tensor, the rest of the dump is read
+                tensors[name] = Tensor.unreadable(name, str(e), str(file))
+                continue
             tensors[name] = lazy_tensor(name, file, dims, functools.partial(read_float_text, file, per),
                                         batch=lines // per, meta={"raw_name": m["blob"]})
+        require_readable(tensors)
         return Dump(tensors=tensors, source=str(path), format=self.name, meta=dict(DUMP_META, layout="NCHW"))

@@ -18,6 +18,7 @@ from typing import Any
 
 from netdiff.errors import DumpFormatError
 from netdiff.readers._nnie_options import as_bool, cfg_header
+from netdiff.readers._partial import require_readable
 from netdiff.readers._nnie_text import (DUMP_META, any_match, count_values, find_files, lazy_tensor, parse_dims, read_float_text,
                                         read_hex_q12, strip_report)
 from netdiff.readers.base import Reader, register_reader
@@ -60,25 +61,29 @@ class NnieMapperReader(Reader):
         skipped: list[str] = []
         for file in files:
             m = OUTPUT.match(file.name)
-            if m:
-                name, origins, meta = output_name(m["layer"], int(m["k"]))
-                dims = parse_dims(m["dims"])
-                tensor = lazy_tensor(name, file, dims, functools.partial(read_hex_q12, file, _prod(dims)),
-                                     batch=_batch(file, dims), origin_names=origins, meta=meta)
-            elif with_inputs and (m := INPUT.match(file.name)):
-                layer = strip_report(m["layer"])
-                name = f"{layer}:input{m['k']}"
-                dims = parse_dims(m["dims"])
-                tensor = lazy_tensor(name, file, dims, functools.partial(read_float_text, file, _prod(dims)),
-                                     batch=_batch(file, dims), meta={"raw_name": m["layer"], "input_of": layer, "input_index": int(m["k"])})
-                target_only.append(name)
-            else:
+            try:
+                if m:
+                    name, origins, meta = output_name(m["layer"], int(m["k"]))
+                    dims = parse_dims(m["dims"], file)
+                    tensor = lazy_tensor(name, file, dims, functools.partial(read_hex_q12, file, _prod(dims)),
+                                         batch=_batch(file, dims), origin_names=origins, meta=meta)
+                elif with_inputs and (m := INPUT.match(file.name)):
+                    layer = strip_report(m["layer"])
+                    name = f"{layer}:input{m['k']}"
+                    target_only.append(name)
+                    dims = parse_dims(m["dims"], file)
+                    tensor = lazy_tensor(name, file, dims, functools.partial(read_float_text, file, _prod(dims)),
+                                         batch=_batch(file, dims), meta={"raw_name": m["layer"], "input_of": layer, "input_index": int(m["k"])})
+            except DumpFormatError as e:  # one broken file: an unreadable tensor, the rest of the dump is read
+                tensor = Tensor.unreadable(name, str(e), str(file))
+            if not m:
                 if SKIPPED.match(file.name):
                     skipped.append(file.name)
                 continue
             if name in tensors:
                 raise DumpFormatError(f"{file}: tensor {name!r} appears twice (also in {Path(tensors[name].source).name})")
             tensors[name] = tensor
+        require_readable(tensors)
         if not any(n not in target_only for n in tensors):
             raise DumpFormatError(f"{path}: no '<layer>_output<k>_<C>_<H>_<W>_quant.linear.hex' files found")
         meta: dict[str, Any] = dict(DUMP_META, layout="NCHW")

@@ -17,6 +17,7 @@ from typing import Any
 from netdiff.errors import DumpFormatError
 from netdiff.nnie.net_tree import lookup, read_net_tree
 from netdiff.readers._nnie_options import cfg_header
+from netdiff.readers._partial import require_readable
 from netdiff.readers._nnie_text import DUMP_META, any_match, count_values, find_files, lazy_tensor, read_hex_q12, strip_report
 from netdiff.readers.base import Reader, register_reader
 from netdiff.types import Dump, Tensor
@@ -63,8 +64,13 @@ class NnieSimReader(Reader):
                 meta["origin_output_index"] = k
             dims = tuple(entry["shape"]) if entry and "shape" in entry else ()
             count = count_values(file)
-            if dims and count % _prod(dims):
-                raise DumpFormatError(f"{file}: holds {count} values, not a multiple of the layer map's shape {list(dims)}")
+            if count == 0 or dims and count % _prod(dims):
+                if name in tensors:
+                    raise DumpFormatError(f"{file}: layer name {name!r} is given to two layer ids")
+                why = "holds no values" if count == 0 else \
+                    f"holds {count} values, not a multiple of the layer map's shape {list(dims)}"
+                tensors[name] = Tensor.unreadable(name, f"{file}: {why}", str(file))
+                continue
             batch = count // _prod(dims) if dims else 1
             if not dims:
                 tensor = Tensor(name=name, shape=(count,), dtype="float32", loader=functools.partial(_flat, file, count),
@@ -77,6 +83,7 @@ class NnieSimReader(Reader):
             if name in tensors:
                 raise DumpFormatError(f"{file}: layer name {name!r} is given to two layer ids ({tensors[name].meta['raw_name']} and {raw})")
             tensors[name] = tensor
+        require_readable(tensors)
         meta = dict(DUMP_META, layout="NCHW", dump_kind=kind or (next(iter(kinds)) if kinds else ""),
                     named_by="net_tree" if mapping is not None else "layer id")
         if options.get("cfg"):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import functools
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from netdiff._io import NPY_ERRORS, check_npy_shape
 from netdiff.errors import DumpFormatError
+from netdiff.readers._partial import require_readable
 from netdiff.readers.base import Reader, register_reader
 from netdiff.types import Dump, Tensor
 
@@ -33,31 +36,36 @@ class NpzReader(Reader):
                 tensors = {}
                 for info in members:
                     name = info.filename[:-4]
-                    with archive.open(info) as handle:
-                        shape, dtype = _member_header(handle, path, name)
+                    try:
+                        with archive.open(info) as handle:
+                            shape, dtype = _member_header(handle, path, name, info.file_size)
+                    except DumpFormatError as e:
+                        tensors[name] = Tensor.unreadable(name, str(e), f"{path}::{name}")
+                        continue
                     tensors[name] = Tensor(name=name, shape=shape, dtype=dtype.name,
                                            loader=functools.partial(_load_member, path, info.filename),
                                            source=f"{path}::{name}")
-        except (zipfile.BadZipFile, OSError, EOFError) as e:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError, *NPY_ERRORS) as e:
             raise DumpFormatError(f"{path}: not a readable .npz archive ({e})") from e
+        require_readable(tensors)
         return Dump(tensors=tensors, source=str(path), format=self.name)
 
 
-def _member_header(handle: Any, path: Path, name: str) -> tuple[tuple[int, ...], np.dtype]:
+def _member_header(handle: Any, path: Path, name: str, size: int) -> tuple[tuple[int, ...], np.dtype]:
     try:
         version = np.lib.format.read_magic(handle)
         reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = reader(handle, max_header_size=100_000)
-    except (ValueError, SyntaxError, EOFError) as e:
+        offset = handle.tell()
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError, *NPY_ERRORS) as e:
         raise DumpFormatError(f"{path}: member {name!r} is not a .npy array ({e})") from e
-    if dtype.hasobject:
-        raise DumpFormatError(f"{path}: member {name!r} holds Python objects; only numeric arrays are read")
-    return tuple(int(d) for d in shape), dtype
+    # the member's uncompressed size bounds what its header may declare (checked before allocating)
+    return check_npy_shape(f"{path}: member {name!r}", shape, dtype, offset, size)
 
 
 def _load_member(path: Path, member: str) -> np.ndarray:
     try:
         with zipfile.ZipFile(path) as archive, archive.open(member) as handle:
             return np.lib.format.read_array(handle, allow_pickle=False)
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError, *NPY_ERRORS) as e:
         raise DumpFormatError(f"{path}: member {member!r} is corrupt or truncated ({e})") from e

@@ -28,8 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from netdiff._io import NPY_ERRORS, check_npy_shape
 from netdiff.errors import DumpFormatError
 from netdiff.readers._json_scan import JsonScanError, StrRef, read_ref, read_ref_prefix, read_ref_suffix, scan_json
+from netdiff.readers._partial import require_readable
 from netdiff.readers.base import Reader, register_reader
 from netdiff.types import Dump, Tensor
 
@@ -68,6 +70,7 @@ class PolygraphyJsonReader(Reader):
                                   f"(it has {_count_iterations(files, runs, runner_name)})")
         file, record, position = found
         tensors = _tensors(file, record, runner_name, position)
+        require_readable(tensors)
         meta = {"polygraphy_runner": runner_name, "polygraphy_iteration": position,
                 "polygraphy_runners": names}
         if isinstance(record.get("runtime"), (int, float)) and math.isfinite(record["runtime"]):
@@ -171,8 +174,12 @@ def _tensors(file: Path, record: dict[str, Any], runner: str, iteration: int) ->
     tensors: dict[str, Tensor] = {}
     for order, (name, value) in enumerate(record["outputs"].items()):
         where = f"{file}: output {name!r} of runner {runner!r}, iteration {iteration}"
-        payload = _array_payload(value, where)
-        shape, dtype = _peek(file, payload, where)
+        try:
+            payload = _array_payload(value, where)
+            shape, dtype = _peek(file, payload, where)
+        except DumpFormatError as e:  # one bad output: listed as unreadable, the others are still read
+            tensors[name] = Tensor.unreadable(name, str(e), str(file))
+            continue
         tensors[name] = Tensor(name=name, shape=shape, dtype=dtype.name, order=order, source=str(file),
                                loader=functools.partial(_load, file, payload, where),
                                meta={"runner": runner, "iteration": iteration})
@@ -198,7 +205,7 @@ def _peek(file: Path, payload: StrRef | str, where: str) -> tuple[tuple[int, ...
     """Shape and dtype from the .npy header, decoding only the first few hundred characters."""
     if isinstance(payload, StrRef):
         head = _b64(read_ref_prefix(file, payload, 16))
-        if head is not None and head.startswith(_MAGIC):
+        if head is not None and head.startswith(_MAGIC) and len(head) >= 10:
             hlen = int.from_bytes(head[8:10], "little") + 10 if head[6] == 1 else int.from_bytes(head[8:12], "little") + 12
             chars = -(-hlen // 3) * 4
             if chars > payload.length:
@@ -232,11 +239,11 @@ def _npy_header(data: bytes, where: str) -> tuple[tuple[int, ...], np.dtype, boo
         version = np.lib.format.read_magic(stream)
         reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran, dtype = reader(stream, max_header_size=100_000)
-    except (ValueError, SyntaxError, EOFError) as e:
-        raise DumpFormatError(f"{where}: corrupt .npy header ({str(e).splitlines()[0]})") from e
-    if dtype.hasobject:
-        raise DumpFormatError(f"{where}: holds Python objects (pickled); only numeric arrays are read")
-    return tuple(int(d) for d in shape), dtype, fortran, stream.tell()
+    except NPY_ERRORS as e:
+        raise DumpFormatError(f"{where}: corrupt .npy header ({(str(e) or type(e).__name__).splitlines()[0]})") from e
+    offset = stream.tell()
+    shape, dtype = check_npy_shape(where, shape, dtype, offset, offset + (1 << 62))  # sizes are checked by callers
+    return shape, dtype, fortran, offset
 
 
 def _load(file: Path, payload: StrRef | str, where: str) -> np.ndarray:
@@ -261,12 +268,21 @@ def _load(file: Path, payload: StrRef | str, where: str) -> np.ndarray:
 
 
 def _first_npz_array(data: bytes, where: str) -> np.ndarray:
+    import zipfile
+    import zlib
+
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            if not archive.files:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = [i for i in archive.infolist() if i.filename.endswith(".npy")]
+            if not members:
                 raise DumpFormatError(f"{where}: empty .npz payload")
-            return archive[archive.files[0]]
+            with archive.open(members[0]) as handle:  # header checked against the member size first
+                head = handle.read(min(members[0].file_size, 100_000 + 12))
+            shape, dtype, _, offset = _npy_header(head, where)
+            check_npy_shape(where, shape, dtype, offset, members[0].file_size)
+            with archive.open(members[0]) as handle:
+                return np.lib.format.read_array(handle, allow_pickle=False)
     except DumpFormatError:
         raise
-    except (ValueError, OSError, EOFError) as e:
-        raise DumpFormatError(f"{where}: corrupt .npz payload ({str(e).splitlines()[0]})") from e
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError, *NPY_ERRORS) as e:
+        raise DumpFormatError(f"{where}: corrupt .npz payload ({(str(e) or type(e).__name__).splitlines()[0]})") from e

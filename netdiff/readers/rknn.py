@@ -24,6 +24,7 @@ from typing import Any
 
 from netdiff._io import load_npy, npy_header
 from netdiff.errors import DumpFormatError
+from netdiff.readers._partial import require_readable
 from netdiff.readers.base import Reader, register_reader
 from netdiff.types import Dump, Tensor
 
@@ -79,13 +80,20 @@ class RknnSnapshotReader(Reader):
                 continue
             if name in tensors:
                 raise DumpFormatError(f"{root / MAP_FILE}: layer {name!r} is listed twice")
-            shape, dtype = npy_header(file)
             op = op_type or ops.get(name)
+            try:
+                shape, dtype = npy_header(file)
+            except DumpFormatError as e:  # one broken file: an unreadable tensor, the rest of the dump is read
+                tensors[name] = Tensor.unreadable(name, str(e), str(file))
+                if _is_internal(name, op):
+                    internal.append(name)
+                continue
             tensors[name] = Tensor(name=name, shape=shape, dtype=dtype.name, op_type=op, order=len(tensors),
                                    source=str(file), loader=functools.partial(load_npy, file),
                                    meta={"file": file.relative_to(root).as_posix()})
             if _is_internal(name, op):
                 internal.append(name)
+        require_readable(tensors)
         meta: dict[str, Any] = {"rknn_side": side, "rknn_sides": present}
         if missing:
             meta["layers_without_file"] = len(missing)
