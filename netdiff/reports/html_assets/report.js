@@ -165,7 +165,7 @@
     { key: "max_abs", label: "max_abs", num: true, get: function (l) { return metric(l, "max_abs"); } },
     { key: "gain", label: "gain", num: true, kind: "gain", get: function (l) { return isNum(l.gain) ? l.gain : null; } }
   ];
-  if (hasIso) COLS.push({ key: "iso", label: "isolated cos", num: true, kind: "cos", get: function (l) { return l.iso && isNum(l.iso.cosine) ? l.iso.cosine : null; } });
+  if (hasIso) COLS.push({ key: "iso", label: "isolated", num: true, kind: "cos", get: function (l) { return l.iso && isNum(l.iso.cosine) ? l.iso.cosine : null; } });
 
   function buildTable() {
     var head = document.querySelector("#layer-table thead"), body = document.querySelector("#layer-table tbody");
@@ -194,7 +194,8 @@
           td = el("td");
           td.appendChild(pill(statusLabel(layer.status), "s-" + layer.status));
         } else if (c.key === "op") {
-          td = el("td", "op", v);
+          td = el("td", "op", v ? opLabel(v) : "");
+          if (v) td.setAttribute("title", v);
         } else {
           td = el("td", "num" + ((c.key === "cosine" || c.key === "iso") && failsCos(v) ? " bad" : "") + (c.key === "rel_l2" && v !== null && v > TH.rel_l2 ? " bad" : ""), c.key === "i" ? v : fmt(v, c.kind));
         }
