@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from netdiff.errors import NetdiffError
 from netdiff.metrics import compute_metrics
 from netdiff.types import Dump, LayerResult
 
@@ -160,6 +161,8 @@ def compute_isolated(model: Any, layers: list[LayerResult], reference: Dump, tar
     """
     if model is None or which == "none":
         return 0
+    if isinstance(which, str) and which not in ("origins", "all"):
+        raise NetdiffError(f"isolated must be 'origins', 'all' or 'none', not {which!r}")
     by_name = {x.name: x for x in layers}
     if which == "origins":
         names = list(origins)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from netdiff.cli._common import InputOpt, SeedOpt, WeightsOpt, console, model_options, parse_options
+from netdiff.cli._common import SeedOpt, WeightsOpt, console, model_options, parse_options
 from netdiff.cli.app import app
 
 
@@ -15,7 +15,9 @@ from netdiff.cli.app import app
 def compare_command(
     reference: Annotated[Path, typer.Argument(help="Reference: model (.onnx, Caffe .prototxt) or dump (directory, .npz, ...).")],
     target: Annotated[Path, typer.Argument(help="Target: dump (directory, .npz, device dump) or a second model.")],
-    input: InputOpt = None,
+    input: Annotated[list[str] | None, typer.Option(
+        "--input", "-i", help="Model input: NAME=FILE.npy (repeatable) or FILE.npy / FILE.npz; a directory of samples "
+                              "or several FILEs compares per sample. Without it, a seeded random input is used.")] = None,
     mapping: Annotated[Path | None, typer.Option("--map", help="JSON {target_name: reference_name} pairs.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Write the CSV report (msaccucmp column names).")] = None,
@@ -30,12 +32,13 @@ def compare_command(
     side: Annotated[str | None, typer.Option("--side", help="Which side of an RKNN snapshot is the target (golden, simulator, runtime).")] = None,
     target_option: Annotated[list[str] | None, typer.Option("--target-option", "-O", help="Reader option KEY=VALUE for the target (repeatable).")] = None,
     weights: WeightsOpt = None,
-    isolated: Annotated[str, typer.Option("--isolated", help="Re-run single nodes on the target's inputs: origins, all or none.")] = "origins",
+    isolated: Annotated[str, typer.Option("--isolated", help="Re-run single reference nodes on the target's inputs (isolated error): origins, all or none.")] = "origins",
     no_diagnose: Annotated[bool, typer.Option("--no-diagnose", help="Skip cause diagnosis.")] = False,
     seed: SeedOpt = 0,
 ) -> None:
     """Compare every tensor of TARGET with REFERENCE; exit 1 when a layer diverges."""
     from netdiff.inputs import parse_input_args
+    from netdiff.multisample import compare_samples, sample_args
     from netdiff.pipeline import compare
     from netdiff.progress import terminal_progress
     from netdiff.reports.terminal import ReportView
@@ -46,11 +49,15 @@ def compare_command(
         target_options["fusion_map"] = str(fusion_map)
     if side is not None:
         target_options["side"] = side
-    report = compare(reference, target, parse_input_args(input or []),
-                     reference_format=reference_format, target_format=target_format,
-                     reference_options=model_options(weights), target_options=target_options,
-                     mapping=mapping, thresholds=Thresholds(cosine_threshold, rel_l2_threshold), seed=seed,
-                     diagnose=not no_diagnose, isolated=isolated, progress=terminal_progress())
+    common = dict(reference_format=reference_format, target_format=target_format,
+                  reference_options=model_options(weights), target_options=target_options, mapping=mapping,
+                  thresholds=Thresholds(cosine_threshold, rel_l2_threshold), seed=seed,
+                  diagnose=not no_diagnose, isolated=isolated, progress=terminal_progress())
+    samples = sample_args(input or [])
+    if samples is not None:
+        report = compare_samples(reference, target, samples, **common)
+    else:
+        report = compare(reference, target, parse_input_args(input or []), **common)
     write_outputs(report, json_path, csv_path, html_path)
     if model_explorer_path is not None:
         from netdiff.reports.model_explorer import write_node_data
