@@ -91,9 +91,12 @@ def convert_to_fp16(model: Any, keep: Collection[str] = (), types: Mapping[str, 
             new_nodes.append(helper.make_node("Cast", [name], [casts[key]], name=f"{casts[key]}_Cast", to=to))
         return casts[key]
 
+    guarded: dict[str, str] = {}
     for i, node in enumerate(graph.node):
         half = i not in fp32
         for k, x in enumerate(node.input):
+            if x in guarded:
+                node.input[k] = x = guarded[x]
             have = dtype.get(x)
             if not x or have not in (FLOAT, FLOAT16):
                 continue
@@ -102,13 +105,19 @@ def convert_to_fp16(model: Any, keep: Collection[str] = (), types: Mapping[str, 
                 node.input[k] = cast(x, need)
         if half:
             _half_attributes(node)
+        new_nodes.append(node)
         for o in node.output:
             t = types.get(o)
             dtype[o] = FLOAT16 if half and t == FLOAT else t
-        new_nodes.append(node)
+            if o and dtype[o] == FLOAT16:
+                # onnxruntime runs ops without a float16 kernel in float32 between Casts it inserts, and
+                # drops such Cast pairs between two of them: an Identity keeps every tensor in float16.
+                guarded[o] = dtype[f"{o}__fp16_kept"] = f"{o}__fp16_kept"
+                new_nodes.append(helper.make_node("Identity", [o], [guarded[o]], name=f"{o}__fp16_kept_Identity"))
     for value in graph.output:
         if dtype.get(value.name) == FLOAT16:
             inner = f"{value.name}__fp16"
+            new_nodes = [n for n in new_nodes if n.name != f"{value.name}__fp16_kept_Identity"]
             for node in new_nodes:
                 for seq in (node.input, node.output):
                     for k, x in enumerate(seq):
