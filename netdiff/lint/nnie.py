@@ -117,8 +117,11 @@ def check_unsupported(rule: LintRule, model: LintModel, options: LintOptions) ->
         elif layer.type in ("ReLU6", "Swish") and model.format == "caffe":
             make = _rewrite.relu6_as_supported if layer.type == "ReLU6" else _rewrite.swish_as_supported
             rewrite = make(layer.name, layer.bottoms[0], layer.tops[0])
+            how = "relu(x) - relu(relu(x) - 6): ReLU, Power {shift: -6}, ReLU, Eltwise SUM {coeff: 1, -1}" \
+                if layer.type == "ReLU6" else "x * sigmoid(x): Sigmoid, Eltwise PROD"
             yield rule.finding(layer.name, f"{_where(model, layer)}: {layer.type} is not an NNIE layer",
-                               f"compose it from supported layers (exact):\n{rewrite}", rewrite=rewrite)
+                               f"compose it from supported layers, exactly as {how} (full prototxt: "
+                               "evidence.rewrite)", rewrite=rewrite)
         else:
             yield rule.finding(layer.name, f"{_where(model, layer)}: {layer.type} is not an NNIE layer (absent from "
                                "the mapper's standard and extended lists)", _generic_fix(model, layer))
@@ -225,7 +228,8 @@ def check_pooling(rule: LintRule, model: LintModel, options: LintOptions) -> Ite
                 rewrite = "\n".join(_rewrite.crop_rows(f"{layer.name}_keep{a}", names[i], names[i + 1], a, src[a - 2])
                                     for i, a in enumerate(axes))
                 evidence["rewrite"] = rewrite
-                fix += f"; rename the Pooling top to {top + '_ceil'!r} and add:\n{rewrite}"
+                fix += (f"; in Caffe: rename the Pooling top to {top + '_ceil'!r} and add Slice layers writing "
+                        f"{top!r} (full prototxt: evidence.rewrite)")
             yield rule.finding(layer.name, f"{_where(model, layer)}: the source rounds down to {src[0]}x{src[1]}, "
                                f"NNIE pools with ceil to {nnie[0]}x{nnie[1]}: every later layer is shifted by one "
                                "row/column", fix, **evidence)
