@@ -59,15 +59,15 @@ def int8_noise(value: np.ndarray) -> np.ndarray:
     return (np.round(value / scale) * scale).astype(value.dtype)
 
 
-def scaled_weights(model, name: str, factor: float):
-    """A copy of ``model`` with initializer ``name`` multiplied by ``factor``."""
+def scaled_weights(model, name: str, factor: float, add: float = 0.0):
+    """A copy of ``model`` with initializer ``name`` multiplied by ``factor`` (plus ``add``)."""
     from onnx import numpy_helper
 
     copy = type(model)()
     copy.CopyFrom(model)
     for init in copy.graph.initializer:
         if init.name == name:
-            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * np.float32(factor), name))
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * np.float32(factor) + np.float32(add), name))
     return copy
 
 
