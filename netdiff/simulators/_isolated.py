@@ -101,7 +101,8 @@ def isolated_values(model: Any, targets: Mapping[str, str], boundaries: Mapping[
             key = f"{boundaries[b]}::{dtype}"
             if key not in taken:
                 taken[key] = f"iso_in{len(taken)}"
-                feeds[taken[key]] = np.asarray(reference[boundaries[b]]).astype(dtype)
+                with np.errstate(over="ignore"):  # beyond the fp16 range becomes Inf, as on the target
+                    feeds[taken[key]] = np.asarray(reference[boundaries[b]]).astype(dtype)
                 inputs.append(helper.make_tensor_value_info(taken[key], _NP_TO_ONNX.get(dtype, 1),
                                                             list(feeds[taken[key]].shape)))
             rename[b] = taken[key]

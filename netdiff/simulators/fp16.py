@@ -159,9 +159,10 @@ class Fp16Target(PreparedTarget):
             placement.boundaries[name] = name
         outputs = set(self.graph_outputs)
         for name in self.float_outputs:
-            if name in values:
-                placement.targets[name] = name
-                placement.boundaries[f"{name}__fp16" if name in outputs and f"{name}__fp16" in values else name] = name
+            inner = f"{name}__fp16" if name in outputs and f"{name}__fp16" in values else name
+            if inner in values:
+                placement.targets[name] = inner
+                placement.boundaries[inner] = name
         return placement
 
 
