@@ -119,7 +119,12 @@ def _translate(net: CaffeNet, b: Builder, result: Translation) -> None:
         if layer.type == "Silence":
             continue
         b.begin(layer, outs)
-        got = LAYERS[layer.type](b, layer, xs)
+        try:
+            got = LAYERS[layer.type](b, layer, xs)
+        except (ValueError, TypeError, IndexError, KeyError, OverflowError, ZeroDivisionError) as e:
+            # a malformed prototxt (a non-number where a number is due, too few bottoms): one line, no traceback
+            raise ModelError(f"{net.source}: layer {layer.name!r} ({layer.type}) has malformed parameters or "
+                             f"inputs ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else e!r})") from e
         if list(got) != outs or any(o not in b.shapes for o in outs):
             raise InternalError(f"translator for {layer.type} wrote {got}, expected {outs}")
         for i, (top, out) in enumerate(zip(layer.tops, outs)):

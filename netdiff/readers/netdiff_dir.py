@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import json
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from netdiff._io import load_npy, npy_header
 from netdiff.errors import DumpFormatError
 from netdiff.manifest import FORMAT, MANIFEST, VERSION
+from netdiff.readers._partial import require_readable
 from netdiff.readers.base import Reader, register_reader
 from netdiff.types import Dump, Tensor
 
@@ -32,6 +34,7 @@ class NetdiffDirReader(Reader):
             if tensor.name in tensors:
                 raise DumpFormatError(f"{path / MANIFEST}: tensor {tensor.name!r} is listed twice")
             tensors[tensor.name] = tensor
+        require_readable(tensors)
         ordered = sorted(tensors.values(), key=lambda t: (t.order is None, t.order if t.order is not None else 0))
         meta = manifest.get("meta") if isinstance(manifest.get("meta"), dict) else {}
         return Dump(tensors={t.name: t for t in ordered}, source=str(manifest.get("source") or path),
@@ -96,4 +99,6 @@ def _opt_str(value: Any) -> str | None:
 
 
 def _int(value: Any) -> int | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

@@ -8,6 +8,7 @@ from typing import Any
 
 from netdiff._io import load_npy, npy_header
 from netdiff.errors import DumpFormatError
+from netdiff.readers._partial import require_readable
 from netdiff.readers.base import Reader, register_reader
 from netdiff.types import Dump, Tensor
 
@@ -34,4 +35,5 @@ class NpyDirReader(Reader):
                 continue
             tensors[name] = Tensor(name=name, shape=shape, dtype=dtype.name,
                                    loader=functools.partial(load_npy, file), source=str(file))
+        require_readable(tensors)
         return Dump(tensors=tensors, source=str(path), format=self.name)
