@@ -195,6 +195,8 @@ def _pool_sizes(layer: LintLayer) -> tuple[list[int], list[int]] | None:
     p, ins = layer.params, layer.in_shape
     if p.get("global") or not p.get("kernel") or not ins or len(ins) != 4 or None in ins[2:]:
         return None
+    if p.get("pad_end") is not None and p.get("pad_end") != p.get("pad"):
+        return None  # asymmetric padding: rule asymmetric-pad explains the size difference
     begin, end = p.get("pad") or (0, 0), p.get("pad_end") or p.get("pad") or (0, 0)
     src = [pooled_size(ins[2 + i], p["kernel"][i], begin[i], end[i], p["stride"][i], p.get("ceil", True))
            for i in range(2)]

@@ -78,10 +78,45 @@ class _Graph:
             return True
         inputs = [i for i in node.input if i]
         if inputs and all(i in self.consts for i in inputs):
-            for out in node.output:
-                self.consts[out] = None
+            value = _evaluate(node, [self.consts[i] for i in inputs])
+            for k, out in enumerate(node.output):
+                self.consts[out] = value if k == 0 else None
             return True
         return False
+
+
+def _evaluate(node: Any, values: list[np.ndarray | None]) -> np.ndarray | None:
+    """Value of a small shape-computation node over known constants (None when not computed)."""
+    if any(v is None for v in values):
+        return None
+    a = _attrs(node)
+    op = node.op_type
+    try:
+        if op == "Gather":
+            return np.take(values[0], values[1], axis=int(a.get("axis", 0)))
+        if op in ("Unsqueeze", "Squeeze"):
+            axes = a.get("axes", values[1].tolist() if len(values) > 1 else None)
+            if op == "Squeeze":
+                return np.squeeze(values[0], axis=None if axes is None else tuple(axes))
+            out = values[0]
+            for ax in sorted(int(x) % (out.ndim + len(axes)) for x in axes):
+                out = np.expand_dims(out, ax)
+            return out
+        if op == "Concat":
+            return np.concatenate([np.atleast_1d(v) for v in values], axis=int(a.get("axis", 0)))
+        if op == "Cast":
+            from onnx import helper
+
+            return values[0].astype(helper.tensor_dtype_to_np_dtype(int(a["to"])))
+        if op in ("Add", "Sub", "Mul", "Div"):
+            f = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply,
+                 "Div": np.floor_divide if values[0].dtype.kind in "iu" else np.divide}[op]
+            return f(values[0], values[1])
+        if op == "Identity":
+            return values[0]
+    except (ValueError, IndexError, TypeError, KeyError):
+        return None
+    return None
 
 
 def _attrs(node: Any) -> dict[str, Any]:
@@ -252,6 +287,15 @@ def _reshape(node: Any, g: _Graph) -> tuple[str | None, dict[str, Any]]:
     out = g.shape(node.output[0])
     if node.op_type == "Flatten":
         return "Flatten", {"axis": int(_attrs(node).get("axis", 1))}
+    spec = g.value(node.input[1]) if node.op_type == "Reshape" and len(node.input) > 1 else None
+    ins = g.shape(node.input[0])
+    if out is None and spec is not None and ins is not None and None not in ins:
+        dims = [ins[i] if int(d) == 0 else int(d) for i, d in enumerate(spec.ravel())]
+        if dims.count(-1) == 1:
+            known = int(np.prod([d for d in dims if d != -1]))
+            dims[dims.index(-1)] = int(np.prod(ins)) // known if known else -1
+        out = tuple(dims)
+        g.shapes[node.output[0]] = out
     return "Reshape", {"shape": out}
 
 
@@ -282,7 +326,7 @@ def onnx_lint_model(model: Any, path: str) -> LintModel:
     from onnx import shape_inference
 
     try:
-        inferred = shape_inference.infer_shapes(model)
+        inferred = shape_inference.infer_shapes(model, data_prop=True)
     except Exception:  # a model ONNX cannot infer is still linted, with fewer shapes
         inferred = model
     g = _Graph(inferred)
