@@ -63,4 +63,6 @@ def _gain(rel: float, input_rels: list[float]) -> float | None:
 
 def status_of(thresholds: Thresholds, metrics: LayerMetrics) -> str:
     """'ok' or 'diverged' for a metrics record under ``thresholds``."""
+    if metrics.target_nan + metrics.target_inf > metrics.ref_nan + metrics.ref_inf:
+        return "diverged"  # NaN/Inf the reference does not have: never ok, whatever the finite pairs say
     return "ok" if thresholds.passes(metrics) else "diverged"

@@ -13,7 +13,8 @@ from netdiff.errors import NetdiffError
 
 InputOpt = Annotated[list[str] | None, typer.Option(
     "--input", "-i", help="Model input: NAME=FILE.npy (repeatable), or FILE.npy / FILE.npz for a single-input "
-                          "model. Without it, a seeded random input is used (with a warning).")]
+                          "model, or a directory of samples (compare only). Without it, a seeded random "
+                          "input is used (with a warning).")]
 WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="Caffe .caffemodel for a .prototxt model "
                                                                    "(default: <stem>.caffemodel beside it).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the random input used when no --input is given.")]

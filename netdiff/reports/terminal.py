@@ -117,7 +117,8 @@ class FindingsPanel:
                 lines.append(f"{f.suggestion}\n")
         if len(findings) > self.limit:
             lines.append(f"… and {len(findings) - self.limit} more finding(s) in the JSON/HTML report\n", style="dim")
-        yield Panel(lines.rstrip() or Text(""), title="findings", title_align="left", border_style="cyan")
+        lines.rstrip()
+        yield Panel(lines, title="findings", title_align="left", border_style="cyan")
 
 
 class SummaryPanel:

@@ -60,8 +60,6 @@ def test_isolated_modes(base):
         netdiff.compare(OnnxModel.from_proto(model), target, x, isolated="some")
 
 
-@pytest.mark.xfail(reason="reports/terminal.py FindingsPanel yields `lines.rstrip() or Text('')`: rich's "
-                          "Text.rstrip() returns None, so the panel is always empty (core fix pending)", strict=False)
 def test_findings_shown_in_terminal_with_suggestion(base):
     model, x, _ = base
     report = netdiff.compare(OnnxModel.from_proto(model), as_target(run(model, x[:, ::-1]), "nnie-sim"), x)
