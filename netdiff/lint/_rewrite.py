@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 
 def layer_text(name: str, type_: str, bottoms: Sequence[str], tops: Sequence[str], body: str = "") -> str:
@@ -68,3 +69,33 @@ def replace_layer(text: str, name: str, replacement: str) -> str:
         if pattern.search(head):
             return text[:start] + replacement + text[i + 1:]
     raise KeyError(name)
+
+
+#: Fixes for unsupported NNIE layer types that have no exact one-layer rewrite.
+GENERIC_FIXES = {
+    "Interp": "use Upsample {{ scale: N }} for an integer nearest-neighbour factor; a bilinear Interp can become a "
+              "fixed-weight Deconvolution (group = channels), whose border values differ from Interp's "
+              "align-corners formula (check it with netdiff compare); or make it a Custom layer (CPU)",
+    "Crop": "fix the input size so the crop is not needed (HAN), or use Slice on axes 2 and 3 (Slice supports every "
+            "axis except 0){extra}",
+    "PriorBox": "cut it from the prototxt and compute the priors on the CPU: they depend only on the input and "
+                "feature-map sizes (the SDK sample runs PriorBox/Softmax/DetectionOutput of SSD in "
+                "sample_svp_nnie_software.c)",
+    "DetectionOutput": "cut it from the prototxt and decode boxes + NMS on the CPU, as the SDK's SSD sample does "
+                       "(sample_svp_nnie_software.c); compare its inputs (loc, conf) instead",
+    "Reorg": "use the extended PassThrough layer (YOLOv2 reorg, block_h/w 1-255), then check its channel order "
+             "with netdiff compare",
+    "ShuffleChannel": "make it a Custom layer (CPU) or restructure the net: Reshape+Permute+Reshape needs a "
+                      "Permute order other than (0,2,3,1)",
+}
+
+
+def generic_fix(type_: str | None, in_shape: Any, out_shape: Any) -> str:
+    """The suggested fix for an unsupported layer type without an exact rewrite."""
+    if type_ in GENERIC_FIXES:
+        extra = ""
+        if type_ == "Crop" and out_shape and in_shape:
+            extra = f": keep {list(out_shape[2:])} of {list(in_shape[2:])}"
+        return GENERIC_FIXES[type_].format(extra=extra).replace("{{", "{").replace("}}", "}")
+    return ("replace it by supported layers, or turn it into a Custom layer (custom_param { shape { dim ... } } "
+            "per top) that your application runs on the CPU")

@@ -71,34 +71,6 @@ def _tile_fix(rule: LintRule, model: LintModel, layer: LintLayer) -> Finding:
     return rule.finding(layer.name, message, fix, **evidence)
 
 
-_GENERIC = {
-    "Interp": "use Upsample {{ scale: N }} for an integer nearest-neighbour factor; a bilinear Interp can become a "
-              "fixed-weight Deconvolution (group = channels), whose border values differ from Interp's "
-              "align-corners formula (check it with netdiff compare); or make it a Custom layer (CPU)",
-    "Crop": "fix the input size so the crop is not needed (HAN), or use Slice on axes 2 and 3 (Slice supports every "
-            "axis except 0){extra}",
-    "PriorBox": "cut it from the prototxt and compute the priors on the CPU: they depend only on the input and "
-                "feature-map sizes (the SDK sample runs PriorBox/Softmax/DetectionOutput of SSD in "
-                "sample_svp_nnie_software.c)",
-    "DetectionOutput": "cut it from the prototxt and decode boxes + NMS on the CPU, as the SDK's SSD sample does "
-                       "(sample_svp_nnie_software.c); compare its inputs (loc, conf) instead",
-    "Reorg": "use the extended PassThrough layer (YOLOv2 reorg, block_h/w 1-255), then check its channel order "
-             "with netdiff compare",
-    "ShuffleChannel": "make it a Custom layer (CPU) or restructure the net: Reshape+Permute+Reshape needs a "
-                      "Permute order other than (0,2,3,1)",
-}
-
-
-def _generic_fix(model: LintModel, layer: LintLayer) -> str:
-    if layer.type in _GENERIC:
-        extra = ""
-        if layer.type == "Crop" and layer.out_shape and layer.in_shape:
-            extra = f": keep {list(layer.out_shape[2:])} of {list(layer.in_shape[2:])}"
-        return _GENERIC[layer.type].format(extra=extra).replace("{{", "{").replace("}}", "}")
-    return ("replace it by supported layers, or turn it into a Custom layer (custom_param { shape { dim ... } } "
-            "per top) that your application runs on the CPU")
-
-
 @register_lint_rule("nnie", "unsupported-layer", kind="unsupported_layer", severity="error", source=SRC_LAYERS,
                     summary="Layer types outside the mapper's standard and extended lists (Tile, Interp, Crop, "
                             "PriorBox, DetectionOutput, ReLU6, ...), and ONNX ops with no Caffe layer.")
@@ -124,7 +96,7 @@ def check_unsupported(rule: LintRule, model: LintModel, options: LintOptions) ->
                                "evidence.rewrite)", rewrite=rewrite)
         else:
             yield rule.finding(layer.name, f"{_where(model, layer)}: {layer.type} is not an NNIE layer (absent from "
-                               "the mapper's standard and extended lists)", _generic_fix(model, layer))
+                               "the mapper's standard and extended lists)", _rewrite.generic_fix(layer.type, layer.in_shape, layer.out_shape))
 
 
 @register_lint_rule("nnie", "cpu-layer", kind="unsupported_layer", severity="info",

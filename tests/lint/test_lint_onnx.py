@@ -136,3 +136,18 @@ def test_ascend_dynamic_spatial_dims_suggest_dynamic_dims(tmp_path):
                    [_vi("y", [1, 3, "h", "w"])])
     (dyn,) = by_rule(lint(_save(tmp_path, model), "ascend"), "dynamic-shape")
     assert "--dynamic_dims" in dyn.suggestion and "x:1,3,-1,-1" in dyn.suggestion
+
+
+def test_ascend_on_caffe_net_reads_weights_through_translation(tmp_path):
+    from lint_testkit import header, layer, write
+
+    text = header(shape=(1, 2, 4, 4)) + layer("scale", "Scale", body="scale_param { bias_term: false }")
+    proto = write(tmp_path / "big", text, weights={"scale": [np.array([1.0, 2e5])]})
+    (finding,) = by_rule(lint(proto, "ascend"), "fp16-constant-range")
+    assert finding.layer == "scale" and finding.evidence["max_abs"] == 2e5
+    # no caffemodel: the constant check is skipped with a note, the structure checks still run
+    bare = tmp_path / "bare" / "net.prototxt"
+    bare.parent.mkdir()
+    bare.write_text(text)
+    result = lint(bare, "ascend")
+    assert result.findings == [] and "weights not checked" in result.notes[0]
