@@ -94,6 +94,10 @@ def check_unsupported(rule: LintRule, model: LintModel, options: LintOptions) ->
             yield rule.finding(layer.name, f"{_where(model, layer)}: {layer.type} is not an NNIE layer",
                                f"compose it from supported layers, exactly as {how} (full prototxt: "
                                "evidence.rewrite)", rewrite=rewrite)
+        elif layer.type == "ReLU6":
+            yield rule.finding(layer.name, f"{_where(model, layer)}: ReLU6 is not an NNIE layer",
+                               "export it as relu(x) - relu(relu(x) - 6) (exact; becomes ReLU, Power, ReLU and "
+                               "Eltwise SUM in Caffe)")
         else:
             yield rule.finding(layer.name, f"{_where(model, layer)}: {layer.type} is not an NNIE layer (absent from "
                                "the mapper's standard and extended lists)", _rewrite.generic_fix(layer.type, layer.in_shape, layer.out_shape))

@@ -72,10 +72,11 @@ def test_onnx_nodes_mapped_to_caffe_layers_trigger_nnie_rules(tmp_path):
              helper.make_node("Tile", ["x", "reps"], ["tl"], name="tile_h"),
              helper.make_node("Slice", ["x", "st", "en", "axes"], ["sl"], name="slice_batch"),
              helper.make_node("HardSwish", ["x"], ["hs"], name="hswish"),
-             helper.make_node("Pow", ["x", "four"], ["pw"], name="pow4")]
+             helper.make_node("Pow", ["x", "four"], ["pw"], name="pow4"),
+             helper.make_node("Clip", ["x", "zero_f", "six"], ["r6"], name="relu6")]
     inits = [_init("reps", [1, 1, 3, 1], np.int64), _init("st", [0], np.int64), _init("en", [1], np.int64),
-             _init("axes", [0], np.int64), _init("four", 4.0)]
-    outs = [_vi(n, None) for n in ("t", "p", "q", "tl", "sl", "hs", "pw")]
+             _init("axes", [0], np.int64), _init("four", 4.0), _init("zero_f", 0.0), _init("six", 6.0)]
+    outs = [_vi(n, None) for n in ("t", "p", "q", "tl", "sl", "hs", "pw", "r6")]
     result = lint(_save(tmp_path, _model(nodes, [_vi("x", [2, 3, 7, 7])], outs, inits, opset=14, check=False)), "nnie")
     assert [f.layer for f in by_rule(result, "permute-order")] == ["to_nhwc_wrong"]
     (pool,) = by_rule(result, "pooling-rounding")
@@ -83,7 +84,8 @@ def test_onnx_nodes_mapped_to_caffe_layers_trigger_nnie_rules(tmp_path):
     assert pool.evidence["source_size"] == [3, 3] and pool.evidence["nnie_size"] == [4, 4]
     assert [f.layer for f in by_rule(result, "asymmetric-pad")] == ["pool_asym"]
     unsupported = {f.layer: f for f in by_rule(result, "unsupported-layer")}
-    assert set(unsupported) == {"tile_h", "hswish"}
+    assert set(unsupported) == {"tile_h", "hswish", "relu6"}
+    assert "relu(x) - relu(relu(x) - 6)" in unsupported["relu6"].suggestion
     assert unsupported["tile_h"].evidence["axis"] == 2 and unsupported["tile_h"].evidence["tiles"] == 3
     assert "torch.cat" in unsupported["tile_h"].suggestion
     assert [f.layer for f in by_rule(result, "slice-axis0")] == ["slice_batch"]
