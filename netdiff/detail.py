@@ -1,7 +1,9 @@
 """Small, downsampled per-layer data for rich reports: histograms, channel cosines, error heatmap.
 
 Stored in ``LayerResult.extra["detail"]`` and in the JSON report, so an HTML report can be
-re-rendered from the JSON alone. Kept small (a few KB per layer).
+re-rendered from the JSON alone. Kept small (a few KB per layer). When the C kernel measured the
+same pair just before (``compute_metrics``), its histograms and channel cosines are reused, so the
+detail costs no extra pass over the data.
 """
 
 from __future__ import annotations
@@ -11,12 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from netdiff.metrics import channel_cosines
+from netdiff.metrics import HIST_BINS, HIST_SAMPLE, MAX_CHANNELS, cached_detail, channel_cosines
 
-BINS = 48
-MAX_CHANNELS = 512
+BINS = HIST_BINS
 HEATMAP = 32
-SAMPLE = 1 << 18
+SAMPLE = HIST_SAMPLE
 
 
 def layer_detail(reference: np.ndarray, target: np.ndarray) -> dict[str, Any]:
@@ -26,33 +27,47 @@ def layer_detail(reference: np.ndarray, target: np.ndarray) -> dict[str, Any]:
         reference: Reference array.
         target: Target array aligned to the reference's shape.
     """
-    r = _sample(reference)
-    x = _sample(target)
-    keep = np.isfinite(r) & np.isfinite(x)
-    r, x = r[keep], x[keep]
+    cached = cached_detail(reference, target)
     detail: dict[str, Any] = {}
-    if r.size:
-        lo = float(min(r.min(), x.min()))
-        hi = float(max(r.max(), x.max()))
-        if hi <= lo:
-            hi = lo + 1.0
-        err = x - r
-        elo, ehi = float(err.min()), float(err.max())
-        if ehi <= elo:
-            ehi = elo + 1e-12
-        detail["histogram"] = {
-            "edges": [lo, hi],
-            "reference": np.histogram(r, BINS, (lo, hi))[0].tolist(),
-            "target": np.histogram(x, BINS, (lo, hi))[0].tolist(),
-            "sampled": int(r.size),
-        }
-        detail["error_histogram"] = {"edges": [elo, ehi], "counts": np.histogram(err, BINS, (elo, ehi))[0].tolist()}
+    if cached is not None:
+        detail.update({k: v for k, v in cached.items() if k != "channel_cosine"})
+    else:
+        detail.update(_histograms(reference, target))
     if reference.ndim >= 3 and 1 < reference.shape[1] <= MAX_CHANNELS:
-        cos = channel_cosines(reference, target, axis=1)
+        cos = cached.get("channel_cosine") if cached is not None else None
+        if cos is None:
+            cos = channel_cosines(reference, target, axis=1)
         detail["channel_cosine"] = [None if math.isnan(c) else round(float(c), 5) for c in cos]
         worst = int(np.nanargmin(np.where(np.isnan(cos), -2.0, cos)))
         detail["heatmap"] = _heatmap(reference, target, worst)
     return detail
+
+
+def _histograms(reference: np.ndarray, target: np.ndarray) -> dict[str, Any]:
+    """numpy histograms over an evenly strided sample (used when the C kernel did not run)."""
+    r = _sample(reference)
+    x = _sample(target)
+    keep = np.isfinite(r) & np.isfinite(x)
+    r, x = r[keep], x[keep]
+    if not r.size:
+        return {}
+    lo = float(min(r.min(), x.min()))
+    hi = float(max(r.max(), x.max()))
+    if hi <= lo:
+        hi = lo + 1.0
+    err = x - r
+    elo, ehi = float(err.min()), float(err.max())
+    if ehi <= elo:
+        ehi = elo + 1e-12
+    return {
+        "histogram": {
+            "edges": [lo, hi],
+            "reference": np.histogram(r, BINS, (lo, hi))[0].tolist(),
+            "target": np.histogram(x, BINS, (lo, hi))[0].tolist(),
+            "sampled": int(r.size),
+        },
+        "error_histogram": {"edges": [elo, ehi], "counts": np.histogram(err, BINS, (elo, ehi))[0].tolist()},
+    }
 
 
 def _sample(a: np.ndarray) -> np.ndarray:

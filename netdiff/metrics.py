@@ -11,16 +11,26 @@ Formulas (x = target, r = reference, over pairs where both are finite; docs/metr
 - kl       = msaccucmp's KullbackLeiblerDivergence of the min-max normalised distributions
 - min/max/mean/std of each side over its own finite values, NaN/Inf counts of each side.
 
-Each tensor is streamed twice in cache-sized chunks (the fused statistics, then KL, which
-needs the ranges), so no full-size temporary is made. Element-wise work runs in the inputs'
-precision (float32 for float32/float16 data, float64 otherwise); every chunk's partial sums
-are pairwise sums and are accumulated across chunks in float64. Cosine is computed from
-‖x − r‖² so that 1 − cosine stays accurate for nearly identical tensors.
+Each tensor is streamed twice (the fused statistics, then KL, which needs the ranges), so no
+full-size temporary is made. Cosine is computed from ‖x − r‖² so that 1 − cosine stays accurate
+for nearly identical tensors.
+
+Two implementations give the same numbers (tests/speed checks them against each other):
+
+- the optional C kernel ``netdiff._fastmetrics`` (built by setup.py when a compiler is there): one
+  call per tensor, without the GIL, every pass-1 sum in one loop with float64 accumulators, KL with
+  a vectorised log (float32 for all-finite float32/float16 data, float64 otherwise); strided inputs
+  are copied slab by slab. It also returns per-channel sums that :mod:`netdiff.detail` reuses.
+- the numpy reference below (``NETDIFF_NO_FASTMETRICS=1`` forces it): cache-sized chunks,
+  element-wise work in the inputs' precision (float32 for float32/float16 data, float64 otherwise),
+  pairwise chunk sums accumulated in float64.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -33,7 +43,34 @@ EPS = float(np.finfo(np.float64).eps)
 #: f32 epsilon: msaccucmp clips the KL distributions to at least this.
 KL_FLOOR = float(np.finfo(np.float32).eps)
 CHUNK_ELEMENTS = 1 << 15
+#: Elements per contiguous slab copied from a strided (or non-float) input on the fast path.
+SLAB_ELEMENTS = 1 << 20
+#: Per-channel sums (for detail's channel cosines) are kept for at most this many channels.
+MAX_CHANNELS = 512
+#: Histogram bins and the most pairs sampled for them (detail data for reports).
+HIST_BINS = 48
+HIST_SAMPLE = 1 << 18
 _NARROW = {"float32", "float16", "bfloat16", "int8", "uint8", "int16", "uint16", "bool"}
+_KINDS = {"float64": 0, "float32": 1, "float16": 2}
+
+
+def _load_fast():
+    if os.environ.get("NETDIFF_NO_FASTMETRICS"):
+        return None
+    try:
+        from netdiff import _fastmetrics
+    except ImportError:
+        return None
+    return _fastmetrics
+
+
+_fast = _load_fast()
+_last = threading.local()
+
+
+def fast_available() -> bool:
+    """True when the C kernel is built and in use (``NETDIFF_NO_FASTMETRICS`` unset)."""
+    return _fast is not None
 
 
 def work_dtype(*arrays: np.ndarray) -> np.dtype:
@@ -56,12 +93,137 @@ def compute_metrics(reference: np.ndarray, target: np.ndarray, *, eps: float = E
     """
     if reference.shape != target.shape:
         raise ValueError(f"shapes differ: {reference.shape} vs {target.shape}")
+    _last.key = None
+    if _fast is not None and reference.size:
+        return _compute_fast(reference, target, eps)
     dtype = work_dtype(reference, target)
     acc = _Accumulator(eps)
     for r, x in iter_chunks(reference, target, chunk_elements, dtype):
         acc.add(r, x)
     kl = _kl_divergence(reference, target, acc, chunk_elements, dtype)
     return acc.result(kl)
+
+
+def _compute_fast(reference: np.ndarray, target: np.ndarray, eps: float) -> LayerMetrics:
+    """compute_metrics through the C kernel (same results as the numpy path)."""
+    channels, inner = _channel_layout(reference.shape)
+    sums = np.zeros(3 * channels) if channels else None
+    acc = _Accumulator(eps)
+    for r, x, kr, kx, offset in _fast_parts(reference, target):
+        _merge(acc, _fast.stats(r, x, kr, kx, eps, sums, channels, inner, offset))
+    kl = _kl_fast(reference, target, acc)
+    detail: dict = {}
+    if sums is not None:
+        detail["channel_cosine"] = np.array([_cosine(*sums[c::channels], EPS)[0] for c in range(channels)])
+    if acc.n:
+        detail.update(_histograms(reference, target, acc))
+    _last.key, _last.detail = _array_key(reference, target), detail
+    return acc.result(kl)
+
+
+def _histograms(reference: np.ndarray, target: np.ndarray, acc: _Accumulator) -> dict:
+    """Value histograms of both sides and the error histogram over an evenly strided sample."""
+    lo, hi = min(acc.ref.lo, acc.tgt.lo), max(acc.ref.hi, acc.tgt.hi)
+    if hi <= lo:
+        hi = lo + 1.0
+    elo, ehi = acc.dmin, acc.dmax
+    if ehi <= elo:
+        ehi = elo + 1e-12
+    counts = np.zeros((3, HIST_BINS), np.int64)
+    step = max(1, -(-reference.size // HIST_SAMPLE))
+    taken = sum(_fast.histograms(r, x, kr, kx, lo, hi, elo, ehi, step, counts)
+                for r, x, kr, kx, _ in _fast_parts(reference, target))
+    return {"histogram": {"edges": [lo, hi], "reference": counts[0].tolist(), "target": counts[1].tolist(),
+                          "sampled": int(taken)},
+            "error_histogram": {"edges": [elo, ehi], "counts": counts[2].tolist()}}
+
+
+def _channel_layout(shape: tuple[int, ...]) -> tuple[int, int]:
+    """(channels, elements per channel block) when per-channel sums are wanted, else (0, 0)."""
+    if len(shape) >= 3 and 1 < shape[1] <= MAX_CHANNELS:
+        return int(shape[1]), math.prod(shape[2:])
+    return 0, 0
+
+
+def _fast_parts(reference: np.ndarray, target: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, int, int, int]]:
+    """Flat C-contiguous (ref, tgt, kind, kind, flat offset) pieces: the arrays themselves when they
+    already are, else slab copies in a dtype the kernel reads."""
+    kr, kx = _kind(reference), _kind(target)
+    if kr is not None and kx is not None and reference.flags.c_contiguous and target.flags.c_contiguous:
+        yield reference.reshape(-1), target.reshape(-1), kr, kx, 0
+        return
+    dtype = work_dtype(reference, target)
+    kind = _KINDS[dtype.name]
+    offset = 0
+    for r, x in iter_chunks(reference, target, SLAB_ELEMENTS, dtype):
+        yield r, x, kind, kind, offset
+        offset += r.size
+
+
+def _kind(a: np.ndarray) -> int | None:
+    return _KINDS.get(a.dtype.name) if a.dtype.isnative else None
+
+
+def _merge(acc: _Accumulator, d: dict) -> None:
+    """Add one kernel result to the accumulator."""
+    acc.count += d["count"]
+    acc.n += d["n"]
+    acc.rr += d["rr"]
+    acc.xx += d["xx"]
+    acc.dd += d["dd"]
+    acc.abs_sum += d["abs_sum"]
+    acc.abs_max = max(acc.abs_max, d["abs_max"])
+    acc.rel_sum += d["rel_sum"]
+    acc.rel_max = max(acc.rel_max, d["rel_max"])
+    acc.rel_count += d["rel_count"]
+    acc.dmin = min(acc.dmin, d["dmin"])
+    acc.dmax = max(acc.dmax, d["dmax"])
+    for side, (n, nan, inf, s1, s2, lo, hi) in ((acc.ref, d["ref"]), (acc.tgt, d["tgt"])):
+        side.n += n
+        side.nan += nan
+        side.inf += inf
+        side.s1 += s1
+        side.s2 += s2
+        side.lo = min(side.lo, lo)
+        side.hi = max(side.hi, hi)
+
+
+def _kl_fast(reference: np.ndarray, target: np.ndarray, acc: _Accumulator) -> tuple[float, str | None]:
+    if acc.n == 0:
+        return math.nan, None
+    if math.sqrt(acc.xx) <= acc.eps or math.sqrt(acc.rr) <= acc.eps:
+        return math.nan, "KL undefined: a side is all zero"
+    rlo, rs = _norm_of(acc.ref)
+    xlo, xs = _norm_of(acc.tgt)
+    finite = acc.n == acc.count
+    sp = sq = cross = 0.0
+    for r, x, kr, kx, _ in _fast_parts(reference, target):
+        a, b, c = _fast.kl(r, x, kr, kx, rlo, rs, xlo, xs, KL_FLOOR, finite)
+        sp, sq, cross = sp + a, sq + b, cross + c
+    value = cross / sp - math.log(sp) + math.log(sq)
+    return (0.0 if abs(value) < acc.eps else value), None
+
+
+def _norm_of(side: _SideStats) -> tuple[float, float]:
+    """(lo, 1 / (hi − lo)) of the min-max normalisation; (0, 1) leaves a constant side as is."""
+    return (side.lo, 1.0 / (side.hi - side.lo)) if side.hi > side.lo else (0.0, 1.0)
+
+
+def _array_key(a: np.ndarray, b: np.ndarray) -> tuple:
+    return tuple((id(v), v.__array_interface__["data"][0], v.shape, v.strides, v.dtype.str) for v in (a, b))
+
+
+def cached_detail(reference: np.ndarray, target: np.ndarray) -> dict | None:
+    """Detail data (channel cosines, histograms) the C kernel gathered in this thread's last
+    compute_metrics of these same arrays; handed out once.
+
+    Lets :func:`netdiff.detail.layer_detail` skip its own passes when called right after
+    compute_metrics on the same pair (as the pipeline does).
+    """
+    if getattr(_last, "key", None) is None or _last.key != _array_key(reference, target):
+        return None
+    _last.key = None
+    return _last.detail
 
 
 def iter_chunks(a: np.ndarray, b: np.ndarray, chunk_elements: int = CHUNK_ELEMENTS,
@@ -142,6 +304,8 @@ class _Accumulator:
     rel_sum: float = 0.0
     rel_max: float = 0.0
     rel_count: int = 0
+    dmin: float = math.inf
+    dmax: float = -math.inf
 
     def add(self, r: np.ndarray, x: np.ndarray) -> None:
         """Add one chunk (flat arrays of one float dtype, which this method overwrites)."""
