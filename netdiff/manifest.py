@@ -7,7 +7,8 @@ The manifest is a stable format other tools may write (docs/dump-format.md)::
                   "op_type": ..., "layout": ..., "inputs": [...]}],
      "graph_inputs": [...], "graph_outputs": [...], "target_only": [...], "source": ..., "meta": {...}}
 
-Only ``name`` and ``file`` are required per tensor; ``order`` gives the topological order.
+Only ``name`` and ``file`` are required per tensor; ``order`` gives the topological order. A
+tensor that could not be read from its source is listed as ``{"name": ..., "error": reason}``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from netdiff._io import prepare_output_dir, safe_file_stem, save_npy_atomic, write_text_atomic
+from netdiff.errors import NetdiffError
 from netdiff.types import Dump, Tensor
 
 MANIFEST = "manifest.json"
@@ -84,8 +86,13 @@ def write_dump(dump: Dump | Iterable[Tensor], out_dir: str | os.PathLike[str], f
     taken: set[str] = {"manifest"}
     entries = []
     for tensor in dump:
+        try:
+            value = tensor.load()
+        except NetdiffError as e:  # an unreadable source tensor stays listed, with its reason
+            entries.append({"name": tensor.name, "error": str(e)})
+            continue
         file = safe_file_stem(tensor.name, taken) + ".npy"
-        save_npy_atomic(out / file, tensor.load())
+        save_npy_atomic(out / file, value)
         entries.append(tensor_entry(tensor, file))
         if on_tensor is not None:
             on_tensor(tensor)

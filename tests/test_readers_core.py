@@ -99,3 +99,12 @@ def test_unknown_format_lists_formats(tmp_path):
     (tmp_path / "x.txt").write_text("hello")
     with pytest.raises(DumpFormatError, match="tried:.*npy-dir"):
         read_dump(tmp_path)
+
+
+def test_unreadable_tensor_survives_write_and_read(tmp_path):
+    tensors = {"good": Tensor.from_array("good", np.ones(3, np.float32)),
+               "bad": Tensor.unreadable("bad", "x.bin: truncated")}
+    out = write_dump(Dump(tensors), tmp_path / "d")
+    back = read_dump(out)
+    assert np.array_equal(back["good"].load(), np.ones(3))
+    assert back["bad"].error == "x.bin: truncated"

@@ -65,6 +65,9 @@ def _names(manifest: dict[str, Any], key: str) -> list[str]:
 
 def _tensor(root: Path, entry: Any, index: int) -> Tensor:
     where = f"{root / MANIFEST}: tensor #{index}"
+    if isinstance(entry, dict) and isinstance(entry.get("name"), str) and isinstance(entry.get("error"), str) \
+            and "file" not in entry:
+        return Tensor.unreadable(entry["name"], entry["error"], str(root))
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not isinstance(entry.get("file"), str):
         raise DumpFormatError(f"{where}: needs string \"name\" and \"file\"")
     file = (root / entry["file"]).resolve()
