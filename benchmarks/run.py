@@ -73,9 +73,10 @@ def floor_time(a: Path, b: Path) -> float:
     da, db = read_dump(a), read_dump(b)
 
     def run():
-        for t in da:
-            np.add.reduce(t.load(), axis=None)
-            np.add.reduce(db[t.name].load(), axis=None)
+        with np.errstate(all="ignore"):  # float16 sums overflow; only the time matters
+            for t in da:
+                np.add.reduce(t.load(), axis=None)
+                np.add.reduce(db[t.name].load(), axis=None)
 
     run()  # page cache warm
     return timed(run, 3)
@@ -89,8 +90,10 @@ def compare_time(a: Path, b: Path) -> float:
 
 
 def peak_rss_of_compare(a: Path, b: Path) -> float:
-    code = ("import resource, netdiff; netdiff.compare(r'%s', r'%s');"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)" % (a, b))
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork+exec, so a
+    # child of this (large) benchmark process would report the parent's peak.
+    code = ("import netdiff; netdiff.compare(r'%s', r'%s');"
+            "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])" % (a, b))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1]) / 1024  # MB
 
@@ -110,9 +113,10 @@ def dump_vs_inference(root: Path) -> dict[str, float]:
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     sess.run(None, {"input": x})
     plain = timed(lambda: sess.run(None, {"input": x}), 5)
+    first = timed(lambda: OnnxModel(path).run({"input": x}), 2)  # includes building the capture session
     runner = OnnxModel(path)
     runner.run({"input": x})
-    capture = timed(lambda: runner.run({"input": x}), 3)
+    capture = timed(lambda: runner.run({"input": x}), 5)
     out = root / "dump"
 
     def with_writes():
@@ -120,7 +124,7 @@ def dump_vs_inference(root: Path) -> dict[str, float]:
 
     with_writes()
     written = timed(with_writes, 2)
-    return {"plain": plain, "capture": capture, "written": written}
+    return {"plain": plain, "capture": capture, "capture_first": first, "written": written}
 
 
 def end_to_end(root: Path) -> dict[str, float]:
@@ -199,7 +203,8 @@ def main() -> None:
         if not args.quick:
             d = dump_vs_inference(root)
             print(f"[dump] plain inference {d['plain'] * 1e3:.1f} ms, capture all tensors {d['capture'] * 1e3:.1f} ms "
-                  f"-> {d['capture'] / d['plain']:.2f} (target <= 1.3); with disk writes {d['written'] * 1e3:.1f} ms "
+                  f"-> {d['capture'] / d['plain']:.2f} (target <= 1.3); first run incl. session build "
+                  f"{d['capture_first'] * 1e3:.1f} ms; netdiff dump incl. load + disk writes {d['written'] * 1e3:.1f} ms "
                   f"-> {d['written'] / d['plain']:.2f}")
             results.update({f"dump_{k}_s": v for k, v in d.items()})
             e = end_to_end(root)

@@ -44,6 +44,7 @@ class OnnxModel(Model):
     def __init__(self, path: str | Path | None = None, model: Any = None, **options: Any) -> None:
         super().__init__(path or "<in-memory model>", **options)
         self._model = model
+        self._capture: tuple[Any, list[NodeOutput]] | None = None
 
     @classmethod
     def from_proto(cls, model: Any, label: str = "<in-memory model>") -> OnnxModel:
@@ -66,10 +67,9 @@ class OnnxModel(Model):
 
     def _run(self, feeds: dict[str, np.ndarray], on_tensor: Callable[[str], None] | None) -> Dump:
         model = self.onnx_model()
-        outputs = node_outputs(model)
         specs = {s.name: s for s in graph_input_specs(model)}
         check_feeds(feeds, specs)
-        session = make_session(with_all_outputs(model, [o.name for o in outputs]))
+        session, outputs = self._capture_session()
         names = [o.name for o in outputs]
         try:
             values = session.run(names, feeds)
@@ -88,6 +88,16 @@ class OnnxModel(Model):
         graph_outputs = [o.name for o in model.graph.output]
         return Dump(tensors=tensors, source=str(self.path), format=self.name, graph_inputs=list(specs),
                     graph_outputs=graph_outputs)
+
+
+    def _capture_session(self) -> tuple[Any, list[NodeOutput]]:
+        """The session with every node output as a graph output, built once per model object
+        (building it costs more than a run of a small model)."""
+        if self._capture is None:
+            model = self.onnx_model()
+            outputs = node_outputs(model)
+            self._capture = (make_session(with_all_outputs(model, [o.name for o in outputs])), outputs)
+        return self._capture
 
 
 def load_onnx(path: str | Path) -> Any:
