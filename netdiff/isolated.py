@@ -107,13 +107,13 @@ def _aligned_target(layer: LayerResult | None, target: Dump, reference: Dump) ->
         return None
 
 
-def isolate_layer(index: NodeIndex, layer: LayerResult, by_name: Mapping[str, LayerResult], reference: Dump,
-                  target: Dump) -> dict[str, Any] | None:
-    """Re-run the reference node of ``layer`` on the target's inputs; return its extra entries.
+def node_feeds(index: NodeIndex, layer: LayerResult, by_name: Mapping[str, LayerResult], reference: Dump,
+               target: Dump) -> tuple[NodeRunner, dict[str, np.ndarray], dict[str, list[str]], np.ndarray] | None:
+    """The reference node of ``layer`` with the target's own inputs, ready to re-run.
 
     Returns:
-        ``{"isolated": metrics dict, "isolated_inputs": {"target": [...], "reference": [...]}}``
-        or None when the node cannot be re-run.
+        (runner, feeds, which inputs came from the target / the reference, the target's output in
+        the reference's shape), or None when the node cannot be re-run on target data.
     """
     runner = index.runner(layer.name)
     target_out = _aligned_target(layer, target, reference)
@@ -134,17 +134,35 @@ def isolate_layer(index: NodeIndex, layer: LayerResult, by_name: Mapping[str, La
             used["reference"].append(name)
     if not used["target"]:
         return None  # nothing of the target's own: the re-run would only repeat the reference
+    return runner, feeds, used, np.asarray(target_out)
+
+
+def rerun_output(runner: NodeRunner, feeds: Mapping[str, np.ndarray], name: str) -> np.ndarray | None:
+    """Run the node and return its output ``name`` (None when onnxruntime refuses)."""
     try:
         outputs = runner.run(feeds)
-    except Exception as e:  # onnxruntime raises its own types; an isolated re-run is best effort
-        log.debug("isolated re-run of %s failed: %s", layer.name, e)
+    except Exception as e:  # onnxruntime raises its own types; a re-run is best effort
+        log.debug("re-run of %s failed: %s", name, e)
         return None
-    position = runner.outputs.index(layer.name) if layer.name in runner.outputs else 0
-    out = outputs[position]
-    if out.shape != target_out.shape:
+    return outputs[runner.outputs.index(name) if name in runner.outputs else 0]
+
+
+def isolate_layer(index: NodeIndex, layer: LayerResult, by_name: Mapping[str, LayerResult], reference: Dump,
+                  target: Dump) -> dict[str, Any] | None:
+    """Re-run the reference node of ``layer`` on the target's inputs; return its extra entries.
+
+    Returns:
+        ``{"isolated": metrics dict, "isolated_inputs": {"target": [...], "reference": [...]}}``
+        or None when the node cannot be re-run.
+    """
+    prepared = node_feeds(index, layer, by_name, reference, target)
+    if prepared is None:
         return None
-    metrics = compute_metrics(out, np.asarray(target_out))
-    return {"isolated": metrics.as_dict(), "isolated_inputs": used}
+    runner, feeds, used, target_out = prepared
+    out = rerun_output(runner, feeds, layer.name)
+    if out is None or out.shape != target_out.shape:
+        return None
+    return {"isolated": compute_metrics(out, target_out).as_dict(), "isolated_inputs": used}
 
 
 def compute_isolated(model: Any, layers: list[LayerResult], reference: Dump, target: Dump,

@@ -105,20 +105,23 @@ class FindingsPanel:
         findings = self.report.findings
         if not findings:
             return
-        lines = Text()
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(width=7, no_wrap=True)
+        grid.add_column(ratio=1)
         for f in findings[: self.limit]:
-            lines.append(f"{f.severity.upper():7} ", style=SEVERITY_STYLE.get(f.severity, ""))
-            lines.append(f"{f.kind}", style="bold")
+            body = Text()
+            body.append(f.kind, style="bold")
             if f.layer:
-                lines.append(f" @ {f.layer}", style="bold")
-            lines.append(f"\n        {f.message}\n")
+                body.append(f" @ {f.layer}", style="bold")
+            body.append(f"\n{f.message}")
             if f.suggestion:
-                lines.append("        fix: ", style="green")
-                lines.append(f"{f.suggestion}\n")
+                body.append("\nfix: ", style="green")
+                body.append(f.suggestion)
+            grid.add_row(Text(f.severity.upper(), style=SEVERITY_STYLE.get(f.severity, "")), body)
         if len(findings) > self.limit:
-            lines.append(f"… and {len(findings) - self.limit} more finding(s) in the JSON/HTML report\n", style="dim")
-        lines.rstrip()
-        yield Panel(lines, title="findings", title_align="left", border_style="cyan")
+            grid.add_row("", Text(f"… and {len(findings) - self.limit} more finding(s) in the JSON/HTML report",
+                                  style="dim"))
+        yield Panel(grid, title="findings", title_align="left", border_style="cyan")
 
 
 class SummaryPanel:
