@@ -49,7 +49,7 @@ SLAB_ELEMENTS = 1 << 20
 MAX_CHANNELS = 512
 #: Histogram bins and the most pairs sampled for them (detail data for reports).
 HIST_BINS = 48
-HIST_SAMPLE = 1 << 18
+HIST_SAMPLE = 1 << 16
 _NARROW = {"float32", "float16", "bfloat16", "int8", "uint8", "int16", "uint16", "bool"}
 _KINDS = {"float64": 0, "float32": 1, "float16": 2}
 
