@@ -19,6 +19,7 @@ from netdiff.cli import run  # noqa: E402,F401
 from netdiff.cli import sensitivity  # noqa: E402,F401
 from netdiff.cli import report  # noqa: E402,F401
 from netdiff.cli import lint  # noqa: E402,F401
+from netdiff.cli import aipp_check  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> int:
