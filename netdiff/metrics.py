@@ -311,14 +311,17 @@ class _Accumulator:
         """Add one chunk (flat arrays of one float dtype, which this method overwrites)."""
         self.count += r.size
         scratch = np.empty_like(r)
-        d = np.subtract(x, r)
-        dd = _sum(np.square(d, out=scratch))
-        rr = _sum(np.square(r, out=scratch))
-        xx = _sum(np.square(x, out=scratch))
+        with np.errstate(over="ignore", invalid="ignore"):
+            d = np.subtract(x, r)
+            dd = _sum(np.square(d, out=scratch))
+            rr = _sum(np.square(r, out=scratch))
+            xx = _sum(np.square(x, out=scratch))
         if math.isfinite(dd + rr + xx):
             self.ref.add(r, rr)
             self.tgt.add(x, xx)
         else:
+            # NaN/Inf in the data, or float32 squares that overflowed: redo the chunk in float64
+            r, x = r.astype(np.float64), x.astype(np.float64)
             self.ref.add(r)
             self.tgt.add(x)
             keep = np.isfinite(r) & np.isfinite(x)

@@ -16,7 +16,7 @@ from netdiff.align import Alignment, align_dumps, load_mapping
 from netdiff.errors import NetdiffError
 from netdiff.inputs import InputsLike, resolve_feeds
 from netdiff.detail import layer_detail
-from netdiff.metrics import compute_metrics, iter_chunks
+from netdiff.metrics import compute_metrics
 from netdiff.progress import NullProgress, Progress
 from netdiff.readers import read_dump
 from netdiff.runners import Model, find_runner, load_model, runner_names
@@ -238,14 +238,8 @@ def _choose_transform(r: np.ndarray, t: np.ndarray, match: Match) -> Transform:
 
 
 def _quick_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    aa = bb = ab = 0.0
-    for x, y in iter_chunks(a, b):
-        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-        y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
-        aa += float(np.dot(x, x))
-        bb += float(np.dot(y, y))
-        ab += float(np.dot(x, y))
-    return ab / math.sqrt(aa * bb) if aa > 0 and bb > 0 else -1.0
+    cosine = compute_metrics(a, b).cosine
+    return -2.0 if math.isnan(cosine) else cosine
 
 
 def _unpaired_reference(ref: Tensor, match: Match, alignment: Alignment, index: int) -> LayerResult:

@@ -170,3 +170,15 @@ def test_inputs_are_never_modified():
     r0, x0 = r.copy(), x.copy()
     compute_metrics(r, x, chunk_elements=256)
     assert np.array_equal(r, r0) and np.array_equal(x, x0)
+
+
+def test_huge_float32_values_do_not_overflow_the_numpy_path(monkeypatch):
+    import netdiff.metrics as metrics
+
+    monkeypatch.setattr(metrics, "_fast", None)
+    r = np.array([3e30, -2e30, 1e30, 5e29], np.float32)
+    x = r * np.float32(1.01)
+    m = compute_metrics(r, x)
+    expected = naive(r, x)
+    assert m.rel_l2 == pytest.approx(expected["rel_l2"], rel=1e-5)
+    assert m.cosine == pytest.approx(1.0, abs=1e-6) and m.finite_count == 4 and m.notes == ()
