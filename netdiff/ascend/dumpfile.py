@@ -19,6 +19,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from netdiff._protowire import LEN, VARINT, WireError, iter_fields, packed_varints
 from netdiff.errors import DumpFormatError
 
 #: Header lengths above this are implausible for a real dump (headers hold a few shapes).
@@ -35,75 +36,18 @@ _BUFFER_FIELDS = {1: "data_type", 2: "data", 3: "size"}  # buffer_type / space t
 _TAGS_START = {0x0A, 0x10, 0x1A, 0x22, 0x2A, 0x32, 0x3A, 0x42}  # first byte of a DumpData message
 
 
-class _WireError(ValueError):
-    """Malformed protobuf wire data (internal; turned into DumpFormatError)."""
-
-
-def _varint(buf: bytes | mmap.mmap | memoryview, pos: int, end: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= end:
-            raise _WireError("varint runs past the end of its message")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift >= 70:
-            raise _WireError("varint longer than 10 bytes")
-
-
-def iter_fields(buf: bytes | mmap.mmap | memoryview, start: int, end: int):
-    """Yield ``(field_number, wire_type, value)`` of one message in ``buf[start:end]``.
-
-    ``value`` is an int for varint/fixed fields and an absolute ``(begin, stop)`` range for
-    length-delimited ones. Groups (wire types 3/4) are rejected.
-    """
-    pos = start
-    while pos < end:
-        key, pos = _varint(buf, pos, end)
-        number, wire = key >> 3, key & 7
-        if number == 0:
-            raise _WireError("field number 0")
-        if wire == 0:
-            value, pos = _varint(buf, pos, end)
-        elif wire == 1:
-            if pos + 8 > end:
-                raise _WireError("fixed64 runs past the end of its message")
-            value = struct.unpack_from("<Q", buf, pos)[0]
-            pos += 8
-        elif wire == 5:
-            if pos + 4 > end:
-                raise _WireError("fixed32 runs past the end of its message")
-            value = struct.unpack_from("<I", buf, pos)[0]
-            pos += 4
-        elif wire == 2:
-            length, pos = _varint(buf, pos, end)
-            if pos + length > end:
-                raise _WireError(f"field {number} declares {length} bytes but only {end - pos} remain")
-            value = (pos, pos + length)
-            pos += length
-        else:
-            raise _WireError(f"unsupported wire type {wire} (field {number})")
-        yield number, wire, value
-
-
 def _dims(buf, begin: int, end: int) -> tuple[int, ...]:
     """Decode a ``Shape`` message (repeated uint64 dim = 1, packed or not)."""
     dims: list[int] = []
     for number, wire, value in iter_fields(buf, begin, end):
         if number != 1:
             continue
-        if wire == 0:
+        if wire == VARINT:
             dims.append(value)
-        elif wire == 2:
-            pos, stop = value
-            while pos < stop:
-                d, pos = _varint(buf, pos, stop)
-                dims.append(d)
+        elif wire == LEN:
+            dims.extend(packed_varints(buf, value))
         else:
-            raise _WireError("Shape.dim has a non-integer wire type")
+            raise WireError("Shape.dim has a non-integer wire type")
     return tuple(dims)
 
 
@@ -164,27 +108,27 @@ def _record(buf, direction: str, index: int, begin: int, end: int, fields: dict[
         if name is None:
             continue
         if name in ("shape", "original_shape"):
-            if wire != 2:
-                raise _WireError(f"{direction}[{index}].{name} is not a message")
+            if wire != LEN:
+                raise WireError(f"{direction}[{index}].{name} is not a message")
             values[name] = _dims(buf, *value)
         elif name == "data":
-            if wire != 2:
-                raise _WireError(f"{direction}[{index}].data is not bytes")
+            if wire != LEN:
+                raise WireError(f"{direction}[{index}].data is not bytes")
             data_range = value
         elif name == "original_op":
-            if wire != 2:
-                raise _WireError(f"{direction}[{index}].original_op is not a message")
+            if wire != LEN:
+                raise WireError(f"{direction}[{index}].original_op is not a message")
             op_name, op_index = "", 0
             for n2, w2, v2 in iter_fields(buf, *value):
-                if n2 == 1 and w2 == 2:
+                if n2 == 1 and w2 == LEN:
                     op_name = _text(buf, v2)
-                elif n2 == 2 and w2 == 0:
+                elif n2 == 2 and w2 == VARINT:
                     op_index = v2
             values["original_op"] = (op_name, op_index)
-        elif wire == 0:
+        elif wire == VARINT:
             values[name] = value if name != "sub_format" else _int32(value)
         else:
-            raise _WireError(f"{direction}[{index}].{name} has wire type {wire}, expected varint")
+            raise WireError(f"{direction}[{index}].{name} has wire type {wire}, expected varint")
     return values, data_range
 
 
@@ -200,26 +144,26 @@ def _decode_dumpdata(buf, start: int, end: int) -> tuple[dict, dict[str, list[tu
              _DD_BUFFER: ("buffer", _BUFFER_FIELDS), _DD_SPACE: ("space", _BUFFER_FIELDS)}
     for number, wire, value in iter_fields(buf, start, end):
         if number in specs:
-            if wire != 2:
-                raise _WireError(f"DumpData field {number} is not a message")
+            if wire != LEN:
+                raise WireError(f"DumpData field {number} is not a message")
             direction, fields = specs[number]
             groups[direction].append(_record(buf, direction, len(groups[direction]), *value, fields))
-        elif number == _DD_VERSION and wire == 2:
+        elif number == _DD_VERSION and wire == LEN:
             head["version"] = _text(buf, value)
-        elif number == _DD_OP_NAME and wire == 2:
+        elif number == _DD_OP_NAME and wire == LEN:
             head["op_name"] = _text(buf, value)
-        elif number == _DD_TIME and wire == 0:
+        elif number == _DD_TIME and wire == VARINT:
             head["dump_time"] = value
-        elif number == _DD_ATTR and wire == 2:
+        elif number == _DD_ATTR and wire == LEN:
             key = val = ""
             for n2, w2, v2 in iter_fields(buf, *value):
-                if w2 == 2 and n2 == 1:
+                if w2 == LEN and n2 == 1:
                     key = _text(buf, v2)
-                elif w2 == 2 and n2 == 2:
+                elif w2 == LEN and n2 == 2:
                     val = _text(buf, v2)
             head["attrs"][key] = val
         elif number in (_DD_VERSION, _DD_OP_NAME, _DD_TIME, _DD_ATTR):
-            raise _WireError(f"DumpData field {number} has wire type {wire}")
+            raise WireError(f"DumpData field {number} has wire type {wire}")
     return head, groups
 
 
@@ -247,12 +191,12 @@ def read_header(path: str | Path) -> DumpFile:
             header = handle.read(header_len)
             try:
                 head, groups = _decode_dumpdata(header, 0, len(header))
-            except _WireError as e:
+            except WireError as e:
                 binary_error = f"DumpData header is not valid protobuf ({e})"
             else:
                 try:
                     return _binary(path, size, header_len, head, groups)
-                except _WireError as e:
+                except WireError as e:
                     binary_error = str(e)
     return _inline_or_fail(path, size, binary_error)
 
@@ -261,7 +205,7 @@ def _binary(path: Path, size: int, header_len: int, head: dict, groups: dict) ->
     declared = 8 + header_len + sum(int(v.get("size", 0)) for items in groups.values() for v, _ in items)
     if declared != size:
         what = "truncated Ascend dump" if declared > size else "Ascend dump with trailing data"
-        raise _WireError(f"{what}: the file has {size} bytes but its header declares {declared} "
+        raise WireError(f"{what}: the file has {size} bytes but its header declares {declared} "
                          f"(8 + header {header_len} + tensor sizes)")
     offset = 8 + header_len
     records: dict[str, list[TensorRecord]] = {}
@@ -283,7 +227,7 @@ def _inline_or_fail(path: Path, size: int, binary_error: str | None) -> DumpFile
             with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
                 try:
                     head, groups = _decode_dumpdata(buf, 0, size)
-                except _WireError:
+                except WireError:
                     head = None
     if head is None or head["version"] == "2.0" or not (groups["output"] or groups["input"] or head["op_name"]):
         raise DumpFormatError(f"{path}: {binary_error}")
@@ -315,7 +259,7 @@ def plausible_dump(path: Path) -> bool:
                     for _ in iter_fields(header, 0, len(header)):
                         pass
                     return True
-                except _WireError:
+                except WireError:
                     pass
             if start[0] not in _TAGS_START:
                 return False
@@ -323,11 +267,11 @@ def plausible_dump(path: Path) -> bool:
                 data = start + handle.read()
                 try:
                     head, groups = _decode_dumpdata(data, 0, len(data))
-                except _WireError:
+                except WireError:
                     return False
                 return bool(groups["output"] or groups["input"] or head["op_name"])
             if start[0] in (0x1A, 0x22):  # an output/input message first: may be longer than 4 KB
                 return True
             return next(iter_fields(start, 0, len(start)), None) is not None  # a short scalar field
-    except (OSError, _WireError):
+    except (OSError, WireError):
         return False

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from netdiff._protowire import FIXED32, FIXED64, LEN, VARINT, WireError, iter_fields, packed_varints, read_field
 from netdiff.errors import ModelError
 
 #: V1 LayerType enum value -> V2 type string (BVLC upgrade_proto.cpp UpgradeV1LayerType).
@@ -38,13 +39,9 @@ V1_ENUM_NAMES = (
     "THRESHOLD", "DUMMY_DATA", "SLICE", "MVN", "ABSVAL", "SILENCE", "CONTRASTIVE_LOSS", "EXP", "DECONVOLUTION",
 )
 
-_VARINT, _FIXED64, _LEN, _START_GROUP, _END_GROUP, _FIXED32 = 0, 1, 2, 3, 4, 5
 # raw_data_type (NVCaffe/OpenCV extension): DOUBLE=0, FLOAT=1, FLOAT16=2, INT=3, UINT=4
 _RAW_DTYPES = {0: "<f8", 1: "<f4", 2: "<f2", 3: "<i4", 4: "<u4"}
-
-
-class _Corrupt(Exception):
-    """Internal: the buffer is not valid protobuf for our schema (message says why)."""
+_FLOAT_KEY, _DOUBLE_KEY = 5 << 3 | FIXED32, 8 << 3 | FIXED64  # one-byte keys of unpacked data / double_data
 
 
 @dataclass
@@ -75,80 +72,11 @@ class BinaryNet:
     v1: bool = False
 
 
-def _varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= end:
-            raise _Corrupt("varint runs past the end of its message")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise _Corrupt("varint longer than 10 bytes")
-
-
-def _one_field(buf: memoryview, pos: int, end: int) -> tuple[int, int, object, int]:
-    """Read one field at ``pos``: (number, wire type, value or (start, stop) span, next position)."""
-    key, pos = _varint(buf, pos, end)
-    number, wire = key >> 3, key & 7
-    if number == 0:
-        raise _Corrupt("field number 0")
-    if wire == _VARINT:
-        value, pos = _varint(buf, pos, end)
-        return number, wire, value, pos
-    if wire == _START_GROUP:
-        return number, wire, None, _skip_group(buf, pos, end, number)
-    if wire == _FIXED64:
-        length = 8
-    elif wire == _FIXED32:
-        length = 4
-    elif wire == _LEN:
-        length, pos = _varint(buf, pos, end)
-    else:
-        raise _Corrupt(f"invalid wire type {wire} for field {number}")
-    if pos + length > end:
-        raise _Corrupt(f"field {number} claims {length} bytes but only {end - pos} remain")
-    return number, wire, (pos, pos + length), pos + length
-
-
-def _fields(buf: memoryview, pos: int, end: int):
-    """Yield (field number, wire type, value or (start, stop)) for one message span."""
-    while pos < end:
-        number, wire, value, pos = _one_field(buf, pos, end)
-        if wire != _START_GROUP:
-            yield number, wire, value
-
-
-def _skip_group(buf: memoryview, pos: int, end: int, number: int) -> int:
-    while pos < end:
-        key, pos = _varint(buf, pos, end)
-        if key >> 3 == number and key & 7 == _END_GROUP:
-            return pos
-        wire = key & 7
-        if wire == _VARINT:
-            _, pos = _varint(buf, pos, end)
-        elif wire == _FIXED64:
-            pos += 8
-        elif wire == _FIXED32:
-            pos += 4
-        elif wire == _LEN:
-            length, pos = _varint(buf, pos, end)
-            pos += length
-        elif wire == _START_GROUP:
-            pos = _skip_group(buf, pos, end, key >> 3)
-        else:
-            raise _Corrupt("unbalanced group")
-    raise _Corrupt("group not terminated")
-
-
 def _string(buf: memoryview, span: tuple[int, int]) -> str:
     try:
         return bytes(buf[span[0]:span[1]]).decode("utf-8")
     except UnicodeDecodeError as e:
-        raise _Corrupt("a name is not valid UTF-8") from e
+        raise WireError("a name is not valid UTF-8") from e
 
 
 def _unpacked_run(buf: memoryview, start: int, end: int, tag: int, size: int) -> int:
@@ -178,43 +106,37 @@ class _BlobReader:
         buf = self.buf
         pos = start
         while pos < end:
-            key, after = _varint(buf, pos, end)
-            number, wire = key >> 3, key & 7
-            if (number, wire) in ((5, _FIXED32), (8, _FIXED64)):
-                size = 4 if wire == _FIXED32 else 8
-                run = _unpacked_run(buf, pos, end, key, size) if key < 128 else 0
-                if run == 0:  # multi-byte key: fall back to one element
-                    if after + size > end:
-                        raise _Corrupt("blob data runs past the end of its message")
-                    run_arr = np.frombuffer(buf, dtype=f"<f{size}", count=1, offset=after)
-                    pos = after + size
-                else:
+            key = buf[pos]
+            if key in (_FLOAT_KEY, _DOUBLE_KEY):  # unpacked data: decode the whole run of elements at once
+                size = 4 if key == _FLOAT_KEY else 8
+                run = _unpacked_run(buf, pos, end, key, size)
+                if run:
                     rows = np.frombuffer(buf, dtype=np.uint8, count=run * (size + 1), offset=pos)
                     run_arr = rows.reshape(run, size + 1)[:, 1:].copy().view(f"<f{size}").ravel()
+                    (self.floats if size == 4 else self.doubles).append(run_arr)
                     pos += run * (size + 1)
-                (self.floats if number == 5 else self.doubles).append(run_arr)
-                continue
-            number, wire, value, pos = _one_field(buf, pos, end)
+                    continue
+            number, wire, value, pos = read_field(buf, pos, end, groups="skip")
             self._field(number, wire, value)
         return self._finish()
 
     def _field(self, number: int, wire: int, value) -> None:
         buf = self.buf
-        if number in (1, 2, 3, 4) and wire == _VARINT:
+        if number in (1, 2, 3, 4) and wire == VARINT:
             self.legacy[number] = _signed32(value)
-        elif number == 7 and wire == _LEN:
+        elif number == 7 and wire == LEN:
             self.dims = _blob_shape(buf, *value)
-        elif number in (5, 8) and wire == _LEN:
+        elif (number, wire) in ((5, LEN), (5, FIXED32), (8, LEN), (8, FIXED64)):  # packed or one element
             size = 4 if number == 5 else 8
             start, stop = value
             if (stop - start) % size:
-                raise _Corrupt(f"packed {'float' if size == 4 else 'double'} data length {stop - start} "
-                               f"is not a multiple of {size}")
+                raise WireError(f"packed {'float' if size == 4 else 'double'} data length {stop - start} "
+                                f"is not a multiple of {size}")
             arr = np.frombuffer(buf, dtype=f"<f{size}", count=(stop - start) // size, offset=start)
             (self.floats if number == 5 else self.doubles).append(arr)
-        elif number == 10 and wire == _VARINT:
+        elif number == 10 and wire == VARINT:
             self.raw_type = value
-        elif number == 12 and wire == _LEN:
+        elif number == 12 and wire == LEN:
             self.raw = value
         # diff (6), double_diff (9) and unknown fields are skipped
 
@@ -225,7 +147,7 @@ class _BlobReader:
         else:
             shape = list(self.dims or [])
         if any(d < 0 for d in shape):
-            raise _Corrupt(f"negative blob dimension in {shape}")
+            raise WireError(f"negative blob dimension in {shape}")
         count = math.prod(shape) if shape else 0  # exact: an int64 product could wrap around to a small number
         if self.doubles:
             data = np.concatenate(self.doubles).astype(np.float32)
@@ -234,11 +156,11 @@ class _BlobReader:
         elif self.raw is not None:
             dtype = _RAW_DTYPES.get(self.raw_type)
             if dtype is None:
-                raise _Corrupt(f"unknown raw_data_type {self.raw_type}")
+                raise WireError(f"unknown raw_data_type {self.raw_type}")
             start, stop = self.raw
             itemsize = np.dtype(dtype).itemsize
             if (stop - start) % itemsize:
-                raise _Corrupt("raw_data length is not a multiple of its element size")
+                raise WireError("raw_data length is not a multiple of its element size")
             data = np.frombuffer(self.buf, dtype=dtype, count=(stop - start) // itemsize,
                                  offset=start).astype(np.float32)
         else:
@@ -247,7 +169,7 @@ class _BlobReader:
             shape = [data.size]
             count = data.size
         if data.size != count:
-            raise _Corrupt(f"blob shape {shape} needs {count} values but the file holds {data.size}")
+            raise WireError(f"blob shape {shape} needs {count} values but the file holds {data.size}")
         return BlobData(data.reshape(shape), legacy)
 
 
@@ -258,16 +180,13 @@ def _signed32(value: int) -> int:
 
 def _blob_shape(buf: memoryview, start: int, end: int) -> list[int]:
     dims: list[int] = []
-    for number, wire, value in _fields(buf, start, end):
+    for number, wire, value in iter_fields(buf, start, end, groups="skip"):
         if number != 1:
             continue
-        if wire == _VARINT:
+        if wire == VARINT:
             dims.append(_signed32(value))
-        elif wire == _LEN:
-            pos, stop = value
-            while pos < stop:
-                v, pos = _varint(buf, pos, stop)
-                dims.append(_signed32(v))
+        elif wire == LEN:
+            dims.extend(_signed32(v) for v in packed_varints(buf, value))
     return dims
 
 
@@ -275,19 +194,19 @@ def _layer(buf: memoryview, start: int, end: int, v1: bool) -> BinaryLayer:
     # V2: name 1, type 2 (string), bottom 3, top 4, blobs 7; V1: bottom 2, top 3, name 4, type 5 (enum), blobs 6
     f_name, f_bottom, f_top, f_blobs = (4, 2, 3, 6) if v1 else (1, 3, 4, 7)
     layer = BinaryLayer(name="", type="")
-    for number, wire, value in _fields(buf, start, end):
-        if wire == _LEN and number == f_name:
+    for number, wire, value in iter_fields(buf, start, end, groups="skip"):
+        if wire == LEN and number == f_name:
             layer.name = _string(buf, value)
-        elif wire == _LEN and number == f_bottom:
+        elif wire == LEN and number == f_bottom:
             layer.bottoms.append(_string(buf, value))
-        elif wire == _LEN and number == f_top:
+        elif wire == LEN and number == f_top:
             layer.tops.append(_string(buf, value))
-        elif wire == _LEN and number == f_blobs:
+        elif wire == LEN and number == f_blobs:
             layer.blobs.append(_BlobReader(buf).read(*value))
         elif number == (5 if v1 else 2):
-            if v1 and wire == _VARINT:
+            if v1 and wire == VARINT:
                 layer.type = V1_TYPES.get(value, f"V1Type{value}")
-            elif not v1 and wire == _LEN:
+            elif not v1 and wire == LEN:
                 layer.type = _string(buf, value)
     return layer
 
@@ -301,15 +220,15 @@ def parse_caffemodel(data: bytes | bytearray | memoryview, source: str = "<bytes
     buf = memoryview(data).cast("B") if not isinstance(data, memoryview) else data
     net = BinaryNet()
     try:
-        for number, wire, value in _fields(buf, 0, len(buf)):
-            if number == 1 and wire == _LEN:
+        for number, wire, value in iter_fields(buf, 0, len(buf), groups="skip"):
+            if number == 1 and wire == LEN:
                 net.name = _string(buf, value)
-            elif number == 100 and wire == _LEN:
+            elif number == 100 and wire == LEN:
                 net.layers.append(_layer(buf, *value, v1=False))
-            elif number == 2 and wire == _LEN:
+            elif number == 2 and wire == LEN:
                 net.layers.append(_layer(buf, *value, v1=True))
                 net.v1 = True
-    except _Corrupt as e:
+    except WireError as e:
         raise ModelError(f"{source}: not a valid caffemodel ({e}; the file may be truncated or corrupt)") from None
     if not net.layers:
         raise ModelError(f"{source}: not a valid caffemodel (no layers found)")
