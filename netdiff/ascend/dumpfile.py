@@ -29,9 +29,11 @@ MAX_HEADER = 64 * 1024 * 1024
 _DD_VERSION, _DD_TIME, _DD_OUTPUT, _DD_INPUT, _DD_BUFFER, _DD_OP_NAME, _DD_ATTR, _DD_SPACE = 1, 2, 3, 4, 5, 6, 7, 8
 # Per message: field number -> record attribute. OpOutput and OpInput number data/size differently.
 _OUTPUT_FIELDS = {1: "data_type", 2: "format", 3: "shape", 4: "original_op", 5: "data", 6: "size",
-                  7: "original_shape", 8: "sub_format", 9: "address", 11: "offset"}
+                  7: "original_shape", 8: "sub_format", 9: "device_address", 11: "device_offset"}
 _INPUT_FIELDS = {1: "data_type", 2: "format", 3: "shape", 4: "data", 5: "size", 6: "original_shape",
-                 7: "sub_format", 8: "address", 9: "offset"}
+                 7: "sub_format", 8: "device_address", 9: "device_offset"}
+#: Device memory facts in the header that say nothing about the tensor's values.
+_DEVICE_ONLY = {"device_address", "device_offset"}
 _BUFFER_FIELDS = {1: "data_type", 2: "data", 3: "size"}  # buffer_type / space type stored as data_type
 _TAGS_START = {0x0A, 0x10, 0x1A, 0x22, 0x2A, 0x32, 0x3A, 0x42}  # first byte of a DumpData message
 
@@ -105,7 +107,7 @@ def _record(buf, direction: str, index: int, begin: int, end: int, fields: dict[
     data_range = None
     for number, wire, value in iter_fields(buf, begin, end):
         name = fields.get(number)
-        if name is None:
+        if name is None or name in _DEVICE_ONLY:
             continue
         if name in ("shape", "original_shape"):
             if wire != LEN:

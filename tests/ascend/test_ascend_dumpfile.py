@@ -320,3 +320,21 @@ def test_text_files_with_dump_like_names_are_not_sniffed(tmp_path):
     (d / "Add.layer.1.1.1690000000000000").write_text("2 lines of text that happen to start with a digit\n")
     with pytest.raises(DumpFormatError):
         detect_format(tmp_path)
+
+
+def test_device_address_and_offset_fields_are_ignored(tmp_path):
+    """Real device dumps set OpOutput.address (9) / offset (11) and OpInput.address (8) / offset (9)."""
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    y = x * 2
+    out = w.Spec(data=y.tobytes(), data_type=w.DT["float32"], shape=(2, 3))
+    inp = w.Spec(data=x.tobytes(), data_type=w.DT["float32"], shape=(2, 3))
+    header = (w.f_varint(2, 1690000000000000)
+              + w.f_bytes(3, w._output_msg(out, False, True) + w.f_varint(9, 0x12C0000000) + w.f_varint(11, 64))
+              + w.f_bytes(4, w._input_msg(inp, False, True) + w.f_varint(8, 0x12C0001000) + w.f_varint(9, 32))
+              + w.f_bytes(6, b"Mul_1"))
+    path = tmp_path / "Mul.Mul_1.2.1.1690000000000000"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + x.tobytes() + y.tobytes())
+    record = read_header(path)
+    assert record.op_name == "Mul_1" and record.outputs[0].shape == (2, 3)
+    dump = read_dump(tmp_path, format="ascend")
+    assert np.array_equal(dump["Mul_1"].load(), y)
