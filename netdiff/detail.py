@@ -20,12 +20,13 @@ HEATMAP = 32
 SAMPLE = HIST_SAMPLE
 
 
-def layer_detail(reference: np.ndarray, target: np.ndarray) -> dict[str, Any]:
+def layer_detail(reference: np.ndarray, target: np.ndarray, heatmap: bool = True) -> dict[str, Any]:
     """Histograms of both sides and of the error, per-channel cosine, worst-channel error heatmap.
 
     Args:
         reference: Reference array.
         target: Target array aligned to the reference's shape.
+        heatmap: Also keep the error heatmap of the worst channel (worth it for diverged layers).
     """
     cached = cached_detail(reference, target)
     detail: dict[str, Any] = {}
@@ -38,8 +39,9 @@ def layer_detail(reference: np.ndarray, target: np.ndarray) -> dict[str, Any]:
         if cos is None:
             cos = channel_cosines(reference, target, axis=1)
         detail["channel_cosine"] = [None if math.isnan(c) else round(float(c), 5) for c in cos]
-        worst = int(np.nanargmin(np.where(np.isnan(cos), -2.0, cos)))
-        detail["heatmap"] = _heatmap(reference, target, worst)
+        if heatmap:
+            worst = int(np.nanargmin(np.where(np.isnan(cos), -2.0, cos)))
+            detail["heatmap"] = _heatmap(reference, target, worst)
     return detail
 
 

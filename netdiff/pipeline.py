@@ -196,7 +196,8 @@ def measure_all(reference: Dump, target: Dump, alignment: Alignment, thresholds:
 def measure_pair(ref: Tensor, tgt: Tensor, match: Match, thresholds: Thresholds, detail: bool = True) -> LayerResult:
     """Compare one aligned pair; a bad tensor gives status ``error``, never an exception.
 
-    With ``detail``, downsampled histograms and channel data are kept for rich reports.
+    With ``detail``, downsampled histograms and channel data are kept for rich reports (and an
+    error heatmap for layers that are not ok).
     """
     layer = LayerResult(name=ref.name, target_name=tgt.name, op_type=ref.op_type, order=ref.order,
                         status="error", match=match, shape=ref.shape, target_shape=tgt.shape, inputs=ref.inputs,
@@ -219,12 +220,13 @@ def measure_pair(ref: Tensor, tgt: Tensor, match: Match, thresholds: Thresholds,
                                 reason=f"{match.reason}; {transform.description} fits best (cosine)")
         aligned = transform.apply(t, tuple(r.shape))
         layer.metrics = compute_metrics(r, aligned)
+        status = status_of(thresholds, layer.metrics)
         if detail:
-            layer.extra["detail"] = layer_detail(r, aligned)
+            layer.extra["detail"] = layer_detail(r, aligned, heatmap=status != "ok")
     except (NetdiffError, ValueError, OSError) as e:
         layer.reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         return layer
-    layer.status = status_of(thresholds, layer.metrics)
+    layer.status = status
     if layer.status == "diverged" and math.isnan(layer.metrics.cosine):
         layer.reason = "; ".join(layer.metrics.notes)
     return layer
