@@ -17,6 +17,7 @@ class ExportResult:
     layers: int
     nodes: int
     bytes: int
+    host_layers: tuple[str, ...] = ()
 
 
 def caffe_to_onnx(prototxt: str | Path, out: str | Path, weights: str | Path | None = None,
@@ -48,4 +49,5 @@ def caffe_to_onnx(prototxt: str | Path, out: str | Path, weights: str | Path | N
     except ValueError as e:
         raise OutputError(f"{out}: the translated model exceeds protobuf's 2 GB limit") from e
     write_atomic_with(out, lambda handle: handle.write(data), binary=True)
-    return ExportResult(out, str(tr.net.weights), len(tr.net.layers), len(tr.model.graph.node), len(data))
+    return ExportResult(out, str(tr.net.weights), len(tr.net.layers), len(tr.model.graph.node), len(data),
+                        tuple(step.output.layer for step in tr.host_steps))

@@ -51,6 +51,7 @@ class Translation:
         blobs: Blob name -> tensor names that wrote it, in write order (inputs first).
         net_outputs: Tensor names of Caffe's net outputs (blobs no later layer consumes).
         net: The translated net.
+        host_steps: Layers run in numpy after the graph (DetectionOutput), in order.
     """
 
     model: Any = None
@@ -59,11 +60,36 @@ class Translation:
     blobs: dict[str, list[str]] = field(default_factory=dict)
     net_outputs: list[str] = field(default_factory=list)
     net: CaffeNet | None = None
+    host_steps: list[HostStep] = field(default_factory=list)
+    graph_only: list[str] = field(default_factory=list)
+
+    def host_outputs(self) -> set[str]:
+        """Tensor names produced by host steps."""
+        return {h.output.name for h in self.host_steps}
+
+    def graph_outputs(self) -> list[str]:
+        """Outputs of the ONNX graph: the net outputs the graph computes, plus host-step inputs."""
+        host = self.host_outputs()
+        names = [n for n in self.net_outputs if n not in host]
+        return names + [n for n in dict.fromkeys(self.graph_only) if n not in names]
+
+
+@dataclass(frozen=True)
+class HostStep:
+    """A layer computed in numpy after the ONNX graph, from graph tensors."""
+
+    output: LayerOutput
+    inputs: tuple[str, ...]
+    layer: Any
+
+
+#: Layer types executed on the host after the graph (terminal layers with no faithful ONNX op).
+HOST_TYPES = ("DetectionOutput",)
 
 
 def supported_types() -> list[str]:
     """Caffe layer types netdiff can execute, sorted."""
-    return sorted([*LAYERS, "Input", "Silence"])
+    return sorted([*LAYERS, *HOST_TYPES, "Input", "Silence"])
 
 
 def _output_names(layer_name: str, count: int, taken: set[str]) -> list[str]:
@@ -83,9 +109,6 @@ def _unsupported(layer: Any) -> UnsupportedOpError:
     if layer.type in TRAINING_TYPES:
         return UnsupportedOpError(f"layer {layer.name!r} has type {layer.type}, a training-only layer; use the "
                                   "deploy prototxt (Input layer or input:/input_shape) instead")
-    if layer.type == "DetectionOutput":
-        return UnsupportedOpError(f"layer {layer.name!r}: DetectionOutput (SSD NMS) is not supported yet; remove it "
-                                  "from the deploy prototxt and compare its inputs (loc, conf, priorbox) instead")
     return UnsupportedOpError(f"layer {layer.name!r} has unsupported Caffe type {layer.type!r}; supported: "
                               + ", ".join(supported_types()))
 
@@ -103,7 +126,7 @@ def _translate(net: CaffeNet, b: Builder, result: Translation) -> None:
     available = list(net.inputs)
     plan = []
     for layer in net.layers:
-        if layer.type not in LAYERS and layer.type != "Silence":
+        if layer.type not in LAYERS and layer.type not in HOST_TYPES and layer.type != "Silence":
             raise _unsupported(layer)
         plan.append(_output_names(layer.name, len(layer.tops), names))
     b.reserve(list(names))
@@ -118,6 +141,13 @@ def _translate(net: CaffeNet, b: Builder, result: Translation) -> None:
                 available.remove(x)
         if layer.type == "Silence":
             continue
+        if layer.type in HOST_TYPES:
+            _host_step(net, layer, outs, xs, order, result, current, available)
+            b.shapes[outs[0]] = result.host_steps[-1].output.shape
+            continue
+        if any(x in result.host_outputs() for x in xs):
+            raise ModelError(f"{net.source}: layer {layer.name!r} reads the output of a {HOST_TYPES[0]} layer; "
+                             "netdiff runs those after the graph, so nothing may consume them")
         b.begin(layer, outs)
         try:
             got = LAYERS[layer.type](b, layer, xs)
@@ -137,6 +167,24 @@ def _translate(net: CaffeNet, b: Builder, result: Translation) -> None:
     result.net_outputs = [current[blob] for blob in available]
 
 
+def _host_step(net: CaffeNet, layer: Any, outs: list[str], xs: list[str], order: int, result: Translation,
+               current: dict[str, str], available: list[str]) -> None:
+    """Record a DetectionOutput layer to run in numpy; its inputs stay graph outputs."""
+    if len(xs) != 3 or len(outs) != 1:
+        raise ModelError(f"{net.source}: layer {layer.name!r} (DetectionOutput) needs 3 bottoms (loc, conf, "
+                         "priorbox) and 1 top")
+    top = layer.tops[0]
+    out = LayerOutput(outs[0], layer.name, layer.type, 0, top, order, tuple(xs), (1, 1, -1, 7))
+    result.host_steps.append(HostStep(out, tuple(xs), layer))
+    for x in xs:
+        result.graph_only.append(x)
+    current[top] = outs[0]
+    result.blobs.setdefault(top, []).append(outs[0])
+    if top in available:
+        available.remove(top)
+    available.append(top)
+
+
 def translate(net: CaffeNet) -> Translation:
     """Translate ``net`` (weights merged) into an ONNX model.
 
@@ -152,7 +200,7 @@ def translate(net: CaffeNet) -> Translation:
     graph = helper.make_graph(
         b.nodes, net.name or Path(net.source).stem,
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(s)) for n, s in result.inputs.items()],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(b.shapes[n])) for n in result.net_outputs],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(b.shapes[n])) for n in result.graph_outputs()],
         initializer=b.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="netdiff-caffe")

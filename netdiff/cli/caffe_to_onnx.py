@@ -24,3 +24,6 @@ def caffe_to_onnx_command(
     result = caffe_to_onnx(prototxt, out, weights=weights, force=force)
     console().print(f"wrote {result.out} ({result.layers} layers, {result.nodes} ONNX nodes, "
                     f"{result.bytes / 1e6:.1f} MB) from weights {result.weights}")
+    if result.host_layers:
+        console().print(f"not in the ONNX file (no faithful ONNX op; netdiff runs them in numpy): "
+                        f"{', '.join(result.host_layers)}; their inputs are graph outputs")

@@ -32,6 +32,18 @@ def find_weights(prototxt: Path) -> Path:
                      f"named {beside.name}; pass weights=... (CLI: --weights)")
 
 
+def _run_host_step(step: Any, tensors: dict[str, Tensor]) -> Tensor:
+    """Run a layer netdiff executes in numpy after the graph (DetectionOutput)."""
+    from netdiff.caffe.detection import DetectionParams, detection_output
+
+    loc, conf, prior = (tensors[name].load() for name in step.inputs)
+    value = detection_output(loc, conf, prior, DetectionParams.from_layer(step.layer))
+    out = step.output
+    return Tensor.from_array(out.name, value, op_type=out.type, order=out.order, inputs=out.inputs,
+                             source="numpy (caffe host step)",
+                             meta={"node": out.layer, "output_index": out.index, "blob": out.blob})
+
+
 @register_runner("caffe")
 class CaffeModel(Model):
     """A Caffe deploy net executed per layer with Caffe semantics (see docs/caffe.md).
@@ -113,6 +125,8 @@ class CaffeModel(Model):
                 source="onnxruntime (caffe)", meta={"node": out.layer, "output_index": out.index, "blob": out.blob})
             if on_tensor is not None:
                 on_tensor(out.name)
+        for step in tr.host_steps:
+            tensors[step.output.name] = _run_host_step(step, tensors)
         meta = {"blobs": {k: list(v) for k, v in tr.blobs.items()}, "weights": net.weights, "tensor_names": "layer"}
         return Dump(tensors=tensors, source=str(self.path), format=self.name, graph_inputs=list(tr.inputs),
                     graph_outputs=list(tr.net_outputs), meta=meta)
