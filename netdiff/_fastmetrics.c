@@ -68,6 +68,27 @@ static void widen(const void *src, int kind, Py_ssize_t start, Py_ssize_t len, d
     }
 }
 
+/* One all-finite segment's sums and extremes, added to the accumulator in one place. */
+typedef struct {
+    double rr, xx, dd, abs_sum, abs_max, rel_sum, rel_count, rel_max, s1r, s1x, lr, hr, lx, hx, dlo, dhi;
+} Partial;
+
+static void add_partial(Acc *a, Py_ssize_t len, const Partial *p, Seg *seg) {
+    a->n += len; a->rr += p->rr; a->xx += p->xx; a->dd += p->dd; a->abs_sum += p->abs_sum;
+    if (p->abs_max > a->abs_max) a->abs_max = p->abs_max;
+    a->rel_sum += p->rel_sum; a->rel_count += (int64_t)p->rel_count;
+    if (p->rel_max > a->rel_max) a->rel_max = p->rel_max;
+    if (p->dlo < a->dmin) a->dmin = p->dlo;
+    if (p->dhi > a->dmax) a->dmax = p->dhi;
+    a->side_n[0] += len; a->side_n[1] += len;
+    a->side_s1[0] += p->s1r; a->side_s1[1] += p->s1x; a->side_s2[0] += p->rr; a->side_s2[1] += p->xx;
+    if (p->lr < a->side_lo[0]) a->side_lo[0] = p->lr;
+    if (p->hr > a->side_hi[0]) a->side_hi[0] = p->hr;
+    if (p->lx < a->side_lo[1]) a->side_lo[1] = p->lx;
+    if (p->hx > a->side_hi[1]) a->side_hi[1] = p->hx;
+    seg->rr = p->rr; seg->xx = p->xx; seg->dd = p->dd;
+}
+
 /* All-finite fast path over one segment; returns 0 when a value is NaN/Inf (then nothing is added). */
 ND_CLONES
 static int fast_segment(const double *r, const double *x, Py_ssize_t len, double eps, Acc *a, Seg *seg) {
@@ -89,19 +110,8 @@ static int fast_segment(const double *r, const double *x, Py_ssize_t len, double
         rm = q > rm ? q : rm;
     }
     if (!isfinite(rr + xx + dd)) return 0;
-    a->n += len; a->rr += rr; a->xx += xx; a->dd += dd; a->abs_sum += as;
-    if (am > a->abs_max) a->abs_max = am;
-    a->rel_sum += rs; a->rel_count += (int64_t)rc;
-    if (rm > a->rel_max) a->rel_max = rm;
-    if (dlo < a->dmin) a->dmin = dlo;
-    if (dhi > a->dmax) a->dmax = dhi;
-    a->side_n[0] += len; a->side_n[1] += len;
-    a->side_s1[0] += s1r; a->side_s1[1] += s1x; a->side_s2[0] += rr; a->side_s2[1] += xx;
-    if (lr < a->side_lo[0]) a->side_lo[0] = lr;
-    if (hr > a->side_hi[0]) a->side_hi[0] = hr;
-    if (lx < a->side_lo[1]) a->side_lo[1] = lx;
-    if (hx > a->side_hi[1]) a->side_hi[1] = hx;
-    seg->rr = rr; seg->xx = xx; seg->dd = dd;
+    Partial part = {rr, xx, dd, as, am, rs, rc, rm, s1r, s1x, lr, hr, lx, hx, dlo, dhi};
+    add_partial(a, len, &part, seg);
     return 1;
 }
 
@@ -134,19 +144,8 @@ static int fast_segment_f32(const float *r, const float *x, Py_ssize_t len, doub
         rr += brr; xx += bxx; dd += bdd; as += bas; rs += brs; rc += brc; s1r += bs1r; s1x += bs1x;
     }
     if (!isfinite(rr + xx + dd + rs)) return 0;
-    a->n += len; a->rr += rr; a->xx += xx; a->dd += dd; a->abs_sum += as;
-    if (am > a->abs_max) a->abs_max = am;
-    a->rel_sum += rs; a->rel_count += (int64_t)rc;
-    if (rm > a->rel_max) a->rel_max = rm;
-    if (dlo < a->dmin) a->dmin = dlo;
-    if (dhi > a->dmax) a->dmax = dhi;
-    a->side_n[0] += len; a->side_n[1] += len;
-    a->side_s1[0] += s1r; a->side_s1[1] += s1x; a->side_s2[0] += rr; a->side_s2[1] += xx;
-    if (lr < a->side_lo[0]) a->side_lo[0] = lr;
-    if (hr > a->side_hi[0]) a->side_hi[0] = hr;
-    if (lx < a->side_lo[1]) a->side_lo[1] = lx;
-    if (hx > a->side_hi[1]) a->side_hi[1] = hx;
-    seg->rr = rr; seg->xx = xx; seg->dd = dd;
+    Partial part = {rr, xx, dd, as, am, rs, rc, rm, s1r, s1x, lr, hr, lx, hx, dlo, dhi};
+    add_partial(a, len, &part, seg);
     return 1;
 }
 

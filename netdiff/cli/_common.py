@@ -42,3 +42,15 @@ def parse_options(values: list[str] | None, flag: str) -> dict[str, Any]:
 def model_options(weights: Path | None) -> dict[str, Any]:
     """Runner options from shared flags."""
     return {"weights": str(weights)} if weights is not None else {}
+
+
+def print_findings(findings: list[Any], ok_message: str) -> int:
+    """Print findings (or ``ok_message`` when there are none); return 1 when any is an error or warning."""
+    out = console()
+    if not findings:
+        out.print(ok_message)
+    for f in findings:
+        out.print(f"{f.severity.upper()} {f.kind}: {f.message}", markup=False)
+        if f.suggestion:
+            out.print(f"  fix: {f.suggestion}", markup=False)
+    return 1 if any(f.severity in ("error", "warning") for f in findings) else 0

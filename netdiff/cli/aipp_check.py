@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from netdiff.cli._common import console
+from netdiff.cli._common import print_findings
 from netdiff.cli.app import app
 
 
@@ -36,12 +36,4 @@ def aipp_check_command(
 
     cfg = load_aipp_config(config)
     findings = compare_preprocessing(cfg, _floats(mean, "--mean"), _floats(std, "--std"), channel_order)
-    out = console()
-    if not findings:
-        out.print("OK: the AIPP config reproduces the training preprocessing")
-    for f in findings:
-        out.print(f"{f.severity.upper()} {f.kind}: {f.message}", markup=False)
-        if f.suggestion:
-            out.print(f"  fix: {f.suggestion}", markup=False)
-    if any(f.severity in ("error", "warning") for f in findings):
-        raise typer.Exit(1)
+    raise typer.Exit(print_findings(findings, "OK: the AIPP config reproduces the training preprocessing"))

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from netdiff.cli._common import console
+from netdiff.cli._common import console, print_findings
 from netdiff.cli.app import app
 
 
@@ -40,11 +40,4 @@ def nnie_cfg_check_command(
     for key, value in parsed.header().items():
         header.add_row(Text(str(key)), Text(str(value)))
     out.print(header)
-    if not findings:
-        out.print("OK: the cfg's preprocessing matches the training preprocessing")
-    for f in findings:
-        out.print(f"{f.severity.upper()} {f.kind}: {f.message}", markup=False)
-        if f.suggestion:
-            out.print(f"  fix: {f.suggestion}", markup=False)
-    if any(f.severity in ("error", "warning") for f in findings):
-        raise typer.Exit(1)
+    raise typer.Exit(print_findings(findings, "OK: the cfg's preprocessing matches the training preprocessing"))
