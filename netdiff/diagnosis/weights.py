@@ -143,4 +143,4 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     a = np.asarray(a, np.float64).ravel()
     b = np.asarray(b, np.float64).ravel()
     denom = float(np.linalg.norm(a) * np.linalg.norm(b))
-    return float(a @ b) / denom if denom > 0 else float("nan")
+    return min(float(a @ b) / denom, 1.0) if denom > 0 else float("nan")
