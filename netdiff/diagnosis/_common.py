@@ -107,3 +107,10 @@ def fmt_list(values: Iterable[float], digits: int = 4) -> str:
 def rounded(values: Iterable[float], digits: int = 6) -> list[float]:
     """Floats rounded to ``digits`` significant digits (for evidence)."""
     return [float(f"{float(v):.{digits}g}") for v in values]
+
+
+def node_name(layer: LayerResult) -> str:
+    """The ONNX node (or Caffe layer) that produces a layer's tensor, for toolchain options that take
+    node names (nodes_to_exclude, node_block_list); the tensor name when unknown."""
+    node = layer.extra.get("node") if layer.extra else None
+    return str(node) if node else layer.name

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from netdiff.diagnosis._common import compared, pick
+from netdiff.diagnosis._common import compared, node_name, pick
 from netdiff.diagnosis.base import Context, register_rule
 from netdiff.types import Finding, LayerResult
 
@@ -52,7 +52,7 @@ def fp16_overflow(context: Context) -> Iterator[Finding]:
                  ascend=f"keep {layer.op_type or 'this op'} in fp32: --precision_mode=allow_mix_precision with the op "
                         "in the fp32 list (--modify_mixlist), or --precision_mode=must_keep_origin_dtype",
                  onnxruntime="keep this node in fp32 when converting (onnxconverter_common.float16."
-                             f"convert_float_to_float16(model, node_block_list=['{layer.name}'])) or rescale its weights",
+                             f"convert_float_to_float16(model, node_block_list=['{node_name(layer)}'])) or rescale its weights",
                  generic="keep this layer in fp32, or rescale the weights so activations stay below 65504"))
         return
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
-from netdiff.diagnosis._common import pick
+from netdiff.diagnosis._common import node_name, pick
 from netdiff.diagnosis.base import Context, register_rule
 from netdiff.types import Finding, LayerResult
 
@@ -71,7 +71,7 @@ def _introduced(context: Context, layer: LayerResult, evidence: dict, isolated: 
                     "name ending in _hp); otherwise check how the mapper supports this layer's parameters",
                ascend=f"keep {op} in fp32 to test precision (--modify_mixlist / --precision_mode=must_keep_origin_dtype); "
                       "otherwise check the op's attributes after conversion (atc --mode=1 JSON)",
-               onnxruntime=f"exclude the node from quantization (nodes_to_exclude=['{layer.name}']) or quantize its "
+               onnxruntime=f"exclude the node from quantization (nodes_to_exclude=['{node_name(layer)}']) or quantize its "
                            "weights per channel (per_channel=True)",
                generic=f"check the converted {op}: its weights, attributes and precision (keep it in higher precision "
                        "to confirm)")

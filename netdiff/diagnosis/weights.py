@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from netdiff.diagnosis._common import candidates, pick, toolchain
+from netdiff.diagnosis._common import candidates, node_name, pick, toolchain
 from netdiff.diagnosis.base import Context, register_rule
 from netdiff.types import Finding
 
@@ -110,6 +110,7 @@ def _explain(context: Context, name: str, runner, feeds, used, target_out) -> Fi
 
 def _finding(context: Context, name: str, weight_name: str, weights: np.ndarray, axis: int, hypothesis: str,
              reproduced: float, isolated: float, scores: dict) -> Finding:
+    node = node_name(context.report.layer(name))
     magnitude = np.abs(weights).ravel()
     typical = float(np.percentile(magnitude, 99.0))
     top = float(magnitude.max())
@@ -130,7 +131,7 @@ def _finding(context: Context, name: str, weight_name: str, weights: np.ndarray,
                f"{reproduced:.5f}, vs {isolated:.5f} with float weights){why}")
     fix = pick(context,
                onnxruntime=f"quantize weights per channel (quantize_static(..., per_channel=True); netdiff run -O "
-                           f"per_channel=true) or keep the node in float (nodes_to_exclude=['{name}'])",
+                           f"per_channel=true) or keep the node in float (nodes_to_exclude=['{node}'])",
                nnie="mark the layer high precision (top name with the _hp suffix, or [compile_mode] 1 for 16-bit), "
                     "or clip the outlier weight before conversion",
                ascend="quantize this layer's weights per channel in AMCT, or skip it (skip_layers)",

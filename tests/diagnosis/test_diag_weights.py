@@ -27,3 +27,12 @@ def test_quantizers():
     per_channel = int8_per_channel(w, 0)
     assert np.allclose(per_channel[0], w[0], atol=1 / 127 / 2 + 1e-6)
     assert np.allclose(per_channel, int8_per_channel(w.T, 1).T)
+
+
+def test_onnxruntime_suggestions_name_nodes_not_tensors(tmp_path):
+    from netdiff.diagnosis._common import node_name
+    from netdiff.types import LayerResult
+
+    layer = LayerResult("conv_out", "conv_out", "Conv", 1, "diverged", extra={"node": "/features/conv3/Conv"})
+    assert node_name(layer) == "/features/conv3/Conv"
+    assert node_name(LayerResult("t", None, None, None, "ok")) == "t"
