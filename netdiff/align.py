@@ -101,11 +101,11 @@ class _ReferenceIndex:
         For ``output_index`` > 0 the name must be a node (or ``name:k``): the bare tensor name
         would be output 0.
         """
+        tensor_name = f"{name}:{output_index}" if output_index > 0 else name
+        if tensor_name in self.dump:  # a tensor name wins over a node of the same name (tf2onnx reuses them)
+            return tensor_name, "exact"
         if (name, output_index) in self.nodes:
             return self.nodes[(name, output_index)], "exact"
-        tensor_name = f"{name}:{output_index}" if output_index > 0 else name
-        if tensor_name in self.dump:
-            return tensor_name, "exact"
         key = normalize_name(name)
         nodes = [t for (n, k), t in self.nodes.items() if k == output_index and normalize_name(n) == key]
         if output_index > 0:

@@ -131,3 +131,15 @@ def test_output_index_suffix_resolves_multi_output_nodes():
     tgt = dump(**{"split_Split:1": a})
     (pair,) = align_dumps(ref, tgt).pairs
     assert pair.reference == "split_out1" and pair.method == "normalized"
+
+
+def test_tensor_name_wins_over_a_node_of_the_same_name():
+    """tf2onnx names a MatMul node 'dense_2' (output 'dense_20') and the Add after it outputs 'dense_2'."""
+    a = np.ones(2, np.float32)
+    ref = Dump({
+        "dense_20": Tensor.from_array("dense_20", a, meta={"node": "dense_2", "output_index": 0}),
+        "dense_2": Tensor.from_array("dense_2", a, meta={"node": "Add_7", "output_index": 0}),
+    })
+    tgt = dump(dense_20=a, dense_2=a)
+    pairs = {m.target: (m.reference, m.method) for m in align_dumps(ref, tgt).pairs}
+    assert pairs == {"dense_20": ("dense_20", "exact"), "dense_2": ("dense_2", "exact")}

@@ -90,6 +90,8 @@ def _explain(context: Context, name: str, runner, feeds, used, target_out) -> Fi
     if float_out is None or float_out.shape != target_out.shape:
         return None
     isolated = _cosine(float_out, target_out)
+    own_rel_l2 = float(np.linalg.norm(np.asarray(target_out, np.float64) - float_out) /
+                       max(float(np.linalg.norm(np.asarray(float_out, np.float64))), 1e-30))
     names = [h for h in HYPOTHESES if h != "nnie 8-bit log" or toolchain(context) == "nnie"]
     scores = {}
     for hypothesis in names:
@@ -105,11 +107,14 @@ def _explain(context: Context, name: str, runner, feeds, used, target_out) -> Fi
     reproduced, own_cost = scores[best]
     if reproduced < REPRODUCED or (1 - reproduced) > (1 - EXPLAINED) * (1 - isolated):
         return None
-    return _finding(context, name, weight_name, weights, axis, best, reproduced, isolated, scores)
+    th = context.report.thresholds
+    material = isolated < th.cosine or own_rel_l2 > th.rel_l2
+    return _finding(context, name, weight_name, weights, axis, best, reproduced, isolated, scores,
+                    "error" if material else "warning")
 
 
 def _finding(context: Context, name: str, weight_name: str, weights: np.ndarray, axis: int, hypothesis: str,
-             reproduced: float, isolated: float, scores: dict) -> Finding:
+             reproduced: float, isolated: float, scores: dict, severity: str) -> Finding:
     node = node_name(context.report.layer(name))
     magnitude = np.abs(weights).ravel()
     typical = float(np.percentile(magnitude, 99.0))
@@ -137,7 +142,10 @@ def _finding(context: Context, name: str, weight_name: str, weights: np.ndarray,
                ascend="quantize this layer's weights per channel in AMCT, or skip it (skip_layers)",
                generic="quantize this layer's weights per channel, clip the outlier weight, or keep the layer in "
                        "higher precision")
-    return Finding("quantization_coarse", name, "error", message, evidence, fix)
+    if severity != "error":
+        message += ("; alone the layer stays within the thresholds: this is where the error accumulated "
+                    "over the layers before it crosses them")
+    return Finding("quantization_coarse", name, severity, message, evidence, fix)
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
