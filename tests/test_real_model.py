@@ -51,3 +51,15 @@ def test_int8_of_a_real_network_gives_no_error_finding(tmp_path):
     report = run_simulated(RNET, "int8", {"input_2": face_crop(3)}, calibration=[{"input_2": face_crop(s)} for s in range(10, 18)])
     assert report.summary()["compared"] >= 18
     assert not [f for f in report.findings if f.severity == "error"], [f.message for f in report.findings]
+
+
+def test_per_channel_int8_on_an_opset_12_model():
+    """onnxruntime's per-channel QDQ needs DequantizeLinear's axis (opset 13): the simulator upgrades the copy."""
+    import onnx
+
+    from netdiff.simulators.run import run_simulated
+
+    assert max(o.version for o in onnx.load(str(RNET)).opset_import if o.domain in ("", "ai.onnx")) == 12
+    report = run_simulated(RNET, "int8", {"input_2": face_crop(3)}, options={"per_channel": "true"},
+                           calibration=[{"input_2": face_crop(s)} for s in range(10, 18)])
+    assert report.summary()["compared"] >= 18

@@ -124,6 +124,25 @@ def named_copy(model: Any) -> Any:
     return copy
 
 
+#: Per-channel DequantizeLinear takes an ``axis`` attribute, which ONNX added in opset 13.
+PER_CHANNEL_OPSET = 13
+
+
+def _opset_for(model: Any, config: Int8Config) -> Any:
+    """The model to hand the quantizer: upgraded to opset 13 when per-channel weights need it."""
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=PER_CHANNEL_OPSET)
+    if not config.per_channel or opset >= PER_CHANNEL_OPSET:
+        return model
+    from onnx import version_converter
+
+    try:
+        return version_converter.convert_version(model, PER_CHANNEL_OPSET)
+    except Exception as e:  # the converter raises plain exceptions
+        raise ModelError(f"per-channel int8 needs opset {PER_CHANNEL_OPSET} (DequantizeLinear axis); upgrading the "
+                         f"model from opset {opset} failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}; "
+                         "re-export it with opset >= 13") from e
+
+
 class Int8Quantizer:
     """Quantize one float model many times with one calibration (ranges cached on disk)."""
 
@@ -140,8 +159,9 @@ class Int8Quantizer:
         self._cacheable = "calibration_cache_path" in inspect.signature(quantize_static).parameters
         # The quantizer rewrites a ModelProto it is given (external data): hand it a file instead.
         self._path = Path(self._tmp.name) / "model.float.onnx"
-        large = self.model.ByteSize() > 1_800_000_000
-        onnx.save_model(self.model, str(self._path), save_as_external_data=large,
+        to_quantize = _opset_for(self.model, config)
+        large = to_quantize.ByteSize() > 1_800_000_000
+        onnx.save_model(to_quantize, str(self._path), save_as_external_data=large,
                         location="model.float.data" if large else None)
 
     def quantize(self, exclude: Collection[str] = (), only: Collection[str] | None = None) -> Any:
