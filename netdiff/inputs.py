@@ -114,11 +114,13 @@ def resolve_feeds(specs: Sequence[InputSpec], inputs: InputsLike = None, seed: i
 def fit_to_spec(array: np.ndarray, spec: InputSpec) -> np.ndarray:
     """Check an array against an input spec; add a missing batch dim of 1 and cast the dtype."""
     shape = tuple(array.shape)
-    batch_free = spec.shape and (spec.shape[0] == 1 or not isinstance(spec.shape[0], int))
+    batch_free = spec.shape and (spec.shape[0] == 1 or not isinstance(spec.shape[0], int) or spec.flexible_batch)
     if batch_free and len(shape) == len(spec.shape) - 1:
         array = array[np.newaxis]
         shape = tuple(array.shape)
-    fits = len(shape) == len(spec.shape) and all(not isinstance(d, int) or d == s for d, s in zip(spec.shape, shape))
+    fits = len(shape) == len(spec.shape) and all(
+        not isinstance(d, int) or d == s or (i == 0 and spec.flexible_batch and s > 0)
+        for i, (d, s) in enumerate(zip(spec.shape, shape)))
     if not fits:
         raise InputError(f"input {spec.name}: shape {list(array.shape)} does not fit the model's {list(spec.shape)}")
     if array.dtype != np.dtype(spec.dtype):

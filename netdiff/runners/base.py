@@ -18,11 +18,16 @@ _RUNNERS: dict[str, type[Model]] = {}
 
 @dataclass(frozen=True)
 class InputSpec:
-    """A model input: name, shape (None or a string for a dynamic dim) and numpy dtype."""
+    """A model input: name, shape (None or a string for a dynamic dim) and numpy dtype.
+
+    ``flexible_batch`` says the first dim is only a default (Caffe's ``input_shape``: the net
+    reshapes to the batch it is fed); a random input still uses the declared size.
+    """
 
     name: str
     shape: tuple[int | str | None, ...]
     dtype: str
+    flexible_batch: bool = False
 
     @property
     def is_static(self) -> bool:

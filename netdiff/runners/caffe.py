@@ -59,6 +59,8 @@ class CaffeModel(Model):
         super().__init__(path, **options)
         self.weights = Path(weights) if weights is not None else None
         self._translation: Any = None
+        self._batched: dict[int, Any] = {}
+        self._current: Any = None
         self._structure: Any = None
 
     def _weights_path(self) -> Path:
@@ -72,25 +74,43 @@ class CaffeModel(Model):
         """The parsed net with weights merged (:class:`netdiff.caffe.CaffeNet`)."""
         return self.translation().net
 
-    def translation(self) -> Any:
-        """The ONNX translation (built once)."""
+    def translation(self, batch: int | None = None) -> Any:
+        """The ONNX translation for the declared input shapes, or for another ``batch`` (built once each).
+
+        Caffe reshapes a deploy net to the batch it is fed; the translation fixes every shape, so a
+        different batch gets its own translation (shapes from Caffe's formulas again).
+        """
         if self._translation is None:
             from netdiff.caffe.net import load_net
             from netdiff.caffe.to_onnx import translate
 
             net = load_net(self.path, self._weights_path(), shapes=False)
             self._translation = translate(net)
-        return self._translation
+        base = self._translation
+        declared = {s[0] for s in base.inputs.values() if s}
+        if batch is None or declared == {batch}:
+            return base
+        if batch not in self._batched:
+            from copy import copy
+
+            from netdiff.caffe.to_onnx import translate
+
+            net = copy(base.net)
+            net.inputs = {name: (batch, *shape[1:]) for name, shape in base.net.inputs.items()}
+            self._batched[batch] = translate(net)
+        return self._batched[batch]
 
     def input_specs(self) -> list[InputSpec]:
         if self._structure is None:
             from netdiff.caffe.net import load_net
 
             self._structure = load_net(self.path, shapes=False)
-        return [InputSpec(name, tuple(shape), "float32") for name, shape in self._structure.inputs.items()]
+        return [InputSpec(name, tuple(shape), "float32", flexible_batch=True)
+                for name, shape in self._structure.inputs.items()]
 
     def onnx_model(self) -> Any:
-        return self.translation().model
+        """The translated graph of the last run (its batch), else of the declared shapes."""
+        return (self._current or self.translation()).model
 
     def describe(self) -> dict[str, Any]:
         tr = self.translation()
@@ -100,9 +120,11 @@ class CaffeModel(Model):
     def _run(self, feeds: dict[str, np.ndarray], on_tensor: Callable[[str], None] | None) -> Dump:
         from netdiff.runners.onnxrt import check_feeds, make_session, with_all_outputs
 
-        tr = self.translation()
         specs = {s.name: s for s in self.input_specs()}
         check_feeds(feeds, specs)
+        batches = {np.shape(v)[0] for v in feeds.values() if np.ndim(v)}
+        tr = self.translation(batches.pop() if len(batches) == 1 else None)
+        self._current = tr
         feeds = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items()}
         names = [o.name for o in tr.outputs]
         session = make_session(with_all_outputs(tr.model, names))

@@ -169,7 +169,8 @@ def check_feeds(feeds: dict[str, np.ndarray], specs: dict[str, InputSpec]) -> No
     for name, spec in specs.items():
         shape = np.shape(feeds[name])
         ok = len(shape) == len(spec.shape) and all(
-            not isinstance(d, int) or d == s for d, s in zip(spec.shape, shape))
+            not isinstance(d, int) or d == s or (i == 0 and spec.flexible_batch)
+            for i, (d, s) in enumerate(zip(spec.shape, shape)))
         if not ok:
             raise InputError(f"input {name}: shape {list(shape)} does not fit the model's {list(spec.shape)}")
 

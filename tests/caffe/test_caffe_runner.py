@@ -163,3 +163,24 @@ def test_silence_consumes_a_blob_without_output(tmp_path):
     assert dump.names == ["data", "sl:0", "sl:1", "act"]
     assert dump.graph_outputs == ["act"]
     np.testing.assert_allclose(dump["act"].load(), np.tanh([[1.0]]), rtol=1e-6)
+
+
+def test_caffe_net_runs_at_another_batch_than_declared(tmp_path):
+    """A deploy prototxt's input_shape batch is a default (LeNet declares 64): Caffe reshapes to what it is fed."""
+    from caffe_testkit import write_model
+
+    from netdiff.runners.caffe import CaffeModel
+
+    text = ('input: "data"\ninput_shape { dim: 8 dim: 2 dim: 5 dim: 5 }\n'
+            'layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" '
+            'convolution_param { num_output: 3 kernel_size: 3 } }\n'
+            'layer { name: "fc" type: "InnerProduct" bottom: "conv" top: "fc" inner_product_param { num_output: 4 } }\n')
+    rng = np.random.default_rng(0)
+    w = {"conv": [rng.standard_normal((3, 2, 3, 3)).astype(np.float32), np.zeros(3, np.float32)],
+         "fc": [rng.standard_normal((4, 27)).astype(np.float32), np.zeros(4, np.float32)]}
+    model = CaffeModel(write_model(tmp_path, text, w))
+    x = rng.standard_normal((8, 2, 5, 5)).astype(np.float32)
+    full = model.run({"data": x})["fc"].load()
+    one = model.run({"data": x[:1]})["fc"].load()
+    assert one.shape == (1, 4) and np.allclose(one, full[:1], atol=1e-5)
+    assert model.onnx_model().graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
