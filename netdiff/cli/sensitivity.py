@@ -75,8 +75,8 @@ class SensitivityView:
         r = self.result
         yield Text(f"int8 ({r.quantization}); {r.inputs} evaluation input(s); fully quantized output cosine "
                    f"{_num(r.baseline_cosine)}; {r.evaluations} quantized models evaluated")
-        for title, rows, key in (("cost of quantizing only this layer", r.layers, "alone"),
-                                 ("recovered by keeping only this layer in float", r.by_recovery(), "float")):
+        for title, rows in (("cost of quantizing only this layer", r.layers),
+                            ("recovered by keeping only this layer in float", r.by_recovery())):
             table = Table(title=title, title_justify="left", box=None, header_style="bold", pad_edge=False)
             for col, justify in (("#", "right"), ("node", "left"), ("op", "left"),
                                  ("alone cos", "right"), ("cost", "right"), ("float cos", "right"), ("recovery", "right")):

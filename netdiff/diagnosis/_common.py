@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -114,3 +114,13 @@ def node_name(layer: LayerResult) -> str:
     node names (nodes_to_exclude, node_block_list); the tensor name when unknown."""
     node = layer.extra.get("node") if layer.extra else None
     return str(node) if node else layer.name
+
+
+def candidate_pairs(context: Context) -> Iterator[tuple[LayerResult, np.ndarray, np.ndarray]]:
+    """(layer, reference, aligned target) for each :func:`candidates` layer no rule has explained yet."""
+    for layer in candidates(context):
+        if layer.name in context.explained:
+            continue
+        pair = context.cached_pair(layer)
+        if pair is not None:
+            yield layer, pair[0], pair[1]

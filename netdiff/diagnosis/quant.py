@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from netdiff.diagnosis._common import candidates, cosine, pick
+from netdiff.diagnosis._common import candidate_pairs, cosine, pick
 from netdiff.diagnosis.base import Context, register_rule
 from netdiff.types import Finding
 
@@ -21,12 +21,7 @@ SAMPLE = 1 << 20
 @register_rule("quantization-saturation")
 def saturation(context: Context) -> Iterator[Finding]:
     """The target is clipped at a plateau while the reference goes beyond it."""
-    for layer in candidates(context):
-        if layer.name in context.explained:
-            continue
-        pair = context.cached_pair(layer)
-        if pair is None:
-            continue
+    for layer, *pair in candidate_pairs(context):
         found = saturation_evidence(*pair)
         if found is None:
             continue
@@ -44,7 +39,7 @@ def saturation(context: Context) -> Iterator[Finding]:
                  ascend="calibrate with representative data, or leave this layer out of int8 quantization "
                         "(AMCT skip_layers)",
                  onnxruntime="calibrate on representative data with CalibrationMethod.MinMax (Percentile/Entropy "
-                             f"clip outliers), or exclude the node from quantization (nodes_to_exclude=[...])",
+                             "clip outliers), or exclude the node from quantization (nodes_to_exclude=[...])",
                  generic=f"widen the quantization range of this tensor: values {side} the clip value are lost"))
 
 
@@ -81,12 +76,7 @@ def saturation_evidence(ref: np.ndarray, tgt: np.ndarray) -> dict | None:
 def coarse(context: Context) -> Iterator[Finding]:
     """Error consistent with a too-large quantization step: few levels, uniform error ≈ step/√12."""
     origins = set(context.report.origins)
-    for layer in candidates(context):
-        if layer.name in context.explained:
-            continue
-        pair = context.cached_pair(layer)
-        if pair is None:
-            continue
+    for layer, *pair in candidate_pairs(context):
         found = coarse_evidence(*pair)
         if found is None:
             continue

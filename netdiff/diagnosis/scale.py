@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from netdiff.diagnosis._common import candidates, name_constant, pick, toolchain
+from netdiff.diagnosis._common import candidate_pairs, name_constant, pick, toolchain
 from netdiff.diagnosis.base import Context, register_rule
 from netdiff.types import Finding
 
@@ -32,12 +32,7 @@ def scale_fit(reference: np.ndarray, target: np.ndarray) -> tuple[float, float] 
 def output_scale(context: Context) -> Iterator[Finding]:
     """Origins and graph outputs whose target is a constant multiple (≠ 1) of the reference."""
     seen: list[float] = []
-    for layer in candidates(context):
-        if layer.name in context.explained:
-            continue
-        pair = context.cached_pair(layer)
-        if pair is None:
-            continue
+    for layer, *pair in candidate_pairs(context):
         fit = scale_fit(*pair)
         if fit is None:
             continue

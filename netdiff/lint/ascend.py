@@ -62,7 +62,7 @@ def check_constants(rule: LintRule, model: LintModel, options: LintOptions) -> I
             yield rule.finding(layer, f"constant {name!r} (read by {layer!r}) holds {over} value(s) beyond fp16's "
                                f"65504 (max |x| = {peak:.6g}); under the default force_fp16 they become inf",
                                "rescale the constant (fold the factor into a neighbouring layer), or keep the op in "
-                               f"fp32: atc --keep_dtype / --precision_mode=must_keep_origin_dtype",
+                               "fp32: atc --keep_dtype / --precision_mode=must_keep_origin_dtype",
                                constant=name, max_abs=peak, count=over)
             continue
         nonzero = finite[finite > 0]

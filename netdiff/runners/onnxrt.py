@@ -76,7 +76,7 @@ class OnnxModel(Model):
         except Exception as e:  # onnxruntime raises its own exception types
             raise ReferenceRunError(f"{self.path}: onnxruntime failed: {str(e).splitlines()[0]}") from e
         tensors: dict[str, Tensor] = {}
-        for name, spec in specs.items():
+        for name in specs:
             tensors[name] = Tensor.from_array(name, np.asarray(feeds[name]), op_type="Input", order=0,
                                               source="input")
         for out, value in zip(outputs, values):
