@@ -63,3 +63,16 @@ def test_per_channel_int8_on_an_opset_12_model():
     report = run_simulated(RNET, "int8", {"input_2": face_crop(3)}, options={"per_channel": "true"},
                            calibration=[{"input_2": face_crop(s)} for s in range(10, 18)])
     assert report.summary()["compared"] >= 18
+
+
+def test_nnie8_run_gives_isolated_error_per_layer():
+    from netdiff.simulators.run import run_simulated
+
+    report = run_simulated(RNET, "nnie8", {"input_2": face_crop(3)},
+                           calibration=[{"input_2": face_crop(s)} for s in range(10, 18)])
+    isolated = [x for x in report.layers if "isolated" in x.extra]
+    assert report.meta["simulator"]["isolated"] >= 15 and len(isolated) >= 15
+    first = report.layer("convolution_output2")  # fed by the (quantized) input only: isolated == accumulated
+    assert first.extra["isolated"]["rel_l2"] == pytest.approx(first.metrics.rel_l2, rel=1e-3)
+    last = report.layer("dense_2")  # deep in the net: most of its error is inherited
+    assert last.extra["isolated"]["rel_l2"] < 0.5 * last.metrics.rel_l2

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from netdiff._lazy import lazy_import
-from netdiff.errors import ModelError, ReferenceRunError, UnsupportedOpError
+from netdiff.errors import ModelError, NetdiffError, ReferenceRunError, UnsupportedOpError
 from netdiff.nnie.logquant import RunningMax, log_quantize, to_q12
 from netdiff.simulators.base import Feeds, Simulator, register_simulator
 from netdiff.types import Dump, Tensor
@@ -114,7 +114,8 @@ def _group(node: Any) -> int:
 
 
 def simulate_nnie(model: Any, feeds: Feeds, calibration: Sequence[Feeds], bits: int = 8,
-                  hp_layers: Sequence[str] = (), fold_bn: bool = True) -> Dump:
+                  hp_layers: Sequence[str] = (), fold_bn: bool = True, *, tops: RunningMax | None = None,
+                  inputs_from: Dump | None = None) -> Dump:
     """Run ``model`` as an NNIE would: see the module docstring.
 
     Args:
@@ -124,6 +125,9 @@ def simulate_nnie(model: Any, feeds: Feeds, calibration: Sequence[Feeds], bits: 
         bits: 8 (compile_mode 0) or 16 (compile_mode 1).
         hp_layers: Node or output names run at 16 bits (compile_mode 2 ``_hp`` layers).
         fold_bn: Fold BatchNormalization into the preceding convolution before quantizing.
+        tops: Calibrated running maxima (computed from ``calibration`` when None).
+        inputs_from: Take every node's (then quantized) inputs from this float dump instead of the
+            simulated predecessors: each output is then that layer's *isolated* NNIE error.
     """
     from netdiff.runners.onnxrt import check_feeds, graph_input_specs, node_names
 
@@ -131,7 +135,7 @@ def simulate_nnie(model: Any, feeds: Feeds, calibration: Sequence[Feeds], bits: 
         raise UnsupportedOpError("the NNIE simulator runs nodes one by one and cannot run control flow (If/Loop/Scan)")
     specs = {s.name: s for s in graph_input_specs(model)}
     check_feeds(dict(feeds), specs)
-    tops = calibrate(model, calibration or [feeds])
+    tops = tops if tops is not None else calibrate(model, calibration or [feeds])
     plan = _Plan(model, fold_bn)
     names = node_names(model)
     hp = set(hp_layers)
@@ -154,9 +158,12 @@ def simulate_nnie(model: Any, feeds: Feeds, calibration: Sequence[Feeds], bits: 
                     value = log_quantize(value, float(np.max(np.abs(value))) if value.size else 0.0, node_bits)
                 inputs.append(value)
                 continue
-            if x not in env:
+            if inputs_from is not None and x in inputs_from:
+                value = np.asarray(inputs_from[x].load())
+            elif x not in env:
                 raise ModelError(f"node {names[i]} reads {x!r}, which no earlier node produces (graph not topologically sorted?)")
-            value = env[x]
+            else:
+                value = env[x]
             if value.dtype.kind == "f" and (i, x) not in plan.fused_inputs and x in tops:
                 value = log_quantize(value, tops[x], node_bits)
             inputs.append(value)
@@ -230,6 +237,31 @@ def _run_node(model: Any, node: Any, name: str, in_names: list[str], inputs: lis
         raise ReferenceRunError(f"NNIE simulation of node {name} ({node.op_type}) failed: {str(e).splitlines()[0]}") from e
 
 
+class PreparedNnie:
+    """An NNIE simulation calibrated once: the whole model, and each layer alone (isolated)."""
+
+    def __init__(self, model: Any, calibration: Sequence[Feeds], bits: int, hp_layers: Sequence[str],
+                 fold_bn: bool) -> None:
+        self.model = model
+        self.bits = bits
+        self.hp_layers = tuple(hp_layers)
+        self.fold_bn = fold_bn
+        self.calibration = list(calibration)
+        self.tops = calibrate(model, self.calibration)
+
+    def _run(self, feeds: Feeds, inputs_from: Dump | None) -> Dump:
+        return simulate_nnie(self.model, feeds, self.calibration, self.bits, self.hp_layers, self.fold_bn,
+                             tops=self.tops, inputs_from=inputs_from)
+
+    def dump(self, feeds: Feeds, reference: Dump | None = None) -> Dump:
+        """The simulated target on ``feeds`` (every layer fed by the simulated layers before it)."""
+        return self._run(feeds, None)
+
+    def isolated(self, feeds: Feeds, reference: Dump) -> dict[str, np.ndarray]:
+        """Each layer simulated alone on the float reference's inputs, by float tensor name."""
+        return {t.name: t.load() for t in self._run(feeds, reference) if t.op_type != "Input"}
+
+
 class _NnieSimulator(Simulator):
     needs_calibration = True
     bits = 8
@@ -237,13 +269,20 @@ class _NnieSimulator(Simulator):
                "fold_bn": "fold BatchNormalization into the preceding conv before quantizing (default true)"}
 
     def _simulate(self, model: Any, feeds: Feeds, calibration: Sequence[Feeds], **options: Any) -> Dump:
+        return self.prepare(model, calibration or [feeds], **options).dump(feeds)
+
+    def prepare(self, model: Any, calibration: Sequence[Feeds], **options: Any) -> PreparedNnie:
+        """Calibrate once; the result runs the whole model and each layer alone."""
+        unknown = set(options) - set(self.options)
+        if unknown:
+            raise NetdiffError(f"option(s) {', '.join(sorted(unknown))} do not apply to target '{self.name}'")
         hp = options.get("hp_layers", ())
         if isinstance(hp, str):
             hp = [h.strip() for h in hp.split(",") if h.strip()]
         fold = options.get("fold_bn", True)
         if isinstance(fold, str):
             fold = fold.strip().lower() not in ("0", "false", "no", "off")
-        return simulate_nnie(model, feeds, calibration, bits=self.bits, hp_layers=hp, fold_bn=bool(fold))
+        return PreparedNnie(model, calibration, self.bits, hp, bool(fold))
 
 
 @register_simulator("nnie8")
