@@ -143,3 +143,19 @@ def test_dynamic_input_requires_concrete_input(tmp_path):
     arr = tmp_path / "x.npy"
     np.save(arr, np.ones((2, 3), np.float32))
     assert not netdiff.compare(path, path, {"x": arr}).diverged
+
+
+def test_external_data_model(tmp_path, cnn_path, cnn_input_path):
+    """A model whose weights live in a separate file (onnx external data) runs like the inline one."""
+    import onnx
+
+    model = onnx.load(str(cnn_path))
+    path = tmp_path / "ext" / "model.onnx"
+    path.parent.mkdir()
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="weights.bin", size_threshold=0)
+    assert (path.parent / "weights.bin").stat().st_size > 10_000 and path.stat().st_size < 10_000
+    report = netdiff.compare(path, cnn_path, cnn_input_path)
+    assert report.summary()["compared"] == len(report.layers) and not report.failed
+    (path.parent / "weights.bin").unlink()
+    assert main(["compare", str(path), str(cnn_path), "--input", str(cnn_input_path)]) == 2
