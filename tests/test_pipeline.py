@@ -159,3 +159,24 @@ def test_external_data_model(tmp_path, cnn_path, cnn_input_path):
     assert report.summary()["compared"] == len(report.layers) and not report.failed
     (path.parent / "weights.bin").unlink()
     assert main(["compare", str(path), str(cnn_path), "--input", str(cnn_input_path)]) == 2
+
+
+def test_unnamed_nodes_get_stable_names_and_every_tensor_is_captured(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from netdiff.runners.onnxrt import OnnxModel, node_names
+
+    nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Neg", ["a"], ["b"]),
+             helper.make_node("Relu", ["b"], ["y"], name="Relu_0")]  # clashes with a synthetic name
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert node_names(model) == ["Relu_0_", "Neg_1", "Relu_0"]
+    assert node_names(model) == node_names(model)  # deterministic
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    dump = OnnxModel(path).run({"x": np.array([[1, -2, 3, -4]], np.float32)})
+    assert dump.names == ["x", "a", "b", "y"]
+    assert [dump[n].meta.get("node") for n in ("a", "b", "y")] == ["Relu_0_", "Neg_1", "Relu_0"]
+    assert np.array_equal(dump["b"].load(), [[-1, 0, -3, 0]])
