@@ -7,6 +7,7 @@ import math
 import os
 import re
 import tempfile
+import threading
 import tokenize
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ import numpy as np
 
 from netdiff.errors import DumpFormatError, OutputError
 
+_HEADER_LOCK = threading.Lock()
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_STEM = 80
 #: Everything numpy's .npy header parsing and loading raise for a malformed file.
@@ -91,20 +93,53 @@ def load_npy(path: str | os.PathLike[str], mmap: bool = True) -> np.ndarray:
         DumpFormatError: The file is not a valid .npy array or its data is truncated.
     """
     path = Path(path)
-    shape, dtype = npy_header(path)
+    shape, dtype, fortran, offset = _npy_layout(path)
+    order = "F" if fortran else "C"
     try:
-        if mmap and shape and math.prod(shape):
-            try:
-                return np.load(path, mmap_mode="r", allow_pickle=False)
-            except ValueError as e:
-                if "mmap length is greater than file size" in str(e) or "cannot mmap an empty file" in str(e):
-                    raise DumpFormatError(f"{path}: truncated .npy file (data shorter than its header says)") from e
-                # some valid files cannot be memory-mapped; read them instead
-        return np.load(path, allow_pickle=False)
-    except DumpFormatError:
-        raise
+        if mmap and math.prod(shape):
+            return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read(math.prod(shape) * dtype.itemsize)
+        return np.frombuffer(data, dtype=dtype).reshape(shape, order=order)
     except NPY_ERRORS as e:
         raise DumpFormatError(f"{path}: not a readable .npy array ({_reason(e)})") from e
+
+
+def read_npy_header(handle: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Parse a .npy header from an open binary stream: (shape, fortran order, dtype).
+
+    numpy parses the header with ``ast.literal_eval``, which CPython 3.11 cannot run in two
+    threads at once ("AST constructor recursion depth mismatch"); compares load tensors from
+    several threads, so every header parse goes through one lock.
+    """
+    with _HEADER_LOCK:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            return np.lib.format.read_array_header_1_0(handle, max_header_size=100_000)
+        if version in ((2, 0), (3, 0)):
+            return np.lib.format.read_array_header_2_0(handle, max_header_size=100_000)
+    raise ValueError(f"unsupported .npy version {version}")
+
+
+def read_npy_stream(handle: IO[bytes], where: str, size: int | None = None) -> np.ndarray:
+    """Read one .npy array from a stream (an npz member, a decoded buffer), never unpickling.
+
+    Args:
+        handle: Binary stream positioned at the .npy magic.
+        where: File (and member) name for error messages.
+        size: Total bytes available in the stream, when known (checked before reading).
+    """
+    shape, fortran, dtype = read_npy_header(handle)
+    if size is not None:
+        check_npy_shape(where, shape, dtype, handle.tell(), size)
+    elif dtype.hasobject:
+        raise DumpFormatError(f"{where}: holds Python objects (pickled); only numeric arrays are read")
+    count = math.prod(int(d) for d in shape)
+    data = handle.read(count * dtype.itemsize)
+    if len(data) < count * dtype.itemsize:
+        raise DumpFormatError(f"{where}: truncated .npy data ({len(data)} of {count * dtype.itemsize} bytes)")
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
 
 def _reason(error: BaseException) -> str:
@@ -140,20 +175,20 @@ def npy_header(path: str | os.PathLike[str]) -> tuple[tuple[int, ...], np.dtype]
     Raises:
         DumpFormatError: Not a .npy file, an object dtype, or data shorter than the header says.
     """
-    path = Path(path)
+    shape, dtype, _, _ = _npy_layout(Path(path))
+    return shape, dtype
+
+
+def _npy_layout(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
+    """(shape, dtype, fortran order, data offset) of a .npy file, checked against its size."""
     try:
         with open(path, "rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle, max_header_size=100_000)
-            elif version in ((2, 0), (3, 0)):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle, max_header_size=100_000)
-            else:
-                raise ValueError(f"unsupported .npy version {version}")
+            shape, fortran, dtype = read_npy_header(handle)
             offset = handle.tell()
     except NPY_ERRORS as e:
         raise DumpFormatError(f"{path}: not a readable .npy file ({_reason(e)})") from e
-    return check_npy_shape(path, shape, dtype, offset, path.stat().st_size)
+    dims, dtype = check_npy_shape(path, shape, dtype, offset, path.stat().st_size)
+    return dims, dtype, bool(fortran), offset
 
 
 def check_npy_shape(where: str | os.PathLike[str], shape: tuple, dtype: np.dtype, offset: int,

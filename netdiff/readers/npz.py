@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from netdiff._io import NPY_ERRORS, check_npy_shape
+from netdiff._io import NPY_ERRORS, check_npy_shape, read_npy_header, read_npy_stream
 from netdiff.errors import DumpFormatError
 from netdiff.readers._partial import require_readable
 from netdiff.readers.base import Reader, register_reader
@@ -53,9 +53,7 @@ class NpzReader(Reader):
 
 def _member_header(handle: Any, path: Path, name: str, size: int) -> tuple[tuple[int, ...], np.dtype]:
     try:
-        version = np.lib.format.read_magic(handle)
-        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, dtype = reader(handle, max_header_size=100_000)
+        shape, _, dtype = read_npy_header(handle)
         offset = handle.tell()
     except (zipfile.BadZipFile, zlib.error, NotImplementedError, *NPY_ERRORS) as e:
         raise DumpFormatError(f"{path}: member {name!r} is not a .npy array ({e})") from e
@@ -66,6 +64,6 @@ def _member_header(handle: Any, path: Path, name: str, size: int) -> tuple[tuple
 def _load_member(path: Path, member: str) -> np.ndarray:
     try:
         with zipfile.ZipFile(path) as archive, archive.open(member) as handle:
-            return np.lib.format.read_array(handle, allow_pickle=False)
+            return read_npy_stream(handle, f"{path}: member {member!r}", archive.getinfo(member).file_size)
     except (zipfile.BadZipFile, zlib.error, NotImplementedError, *NPY_ERRORS) as e:
         raise DumpFormatError(f"{path}: member {member!r} is corrupt or truncated ({e})") from e

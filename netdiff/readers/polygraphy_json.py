@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from netdiff._io import NPY_ERRORS, check_npy_shape
+from netdiff._io import NPY_ERRORS, check_npy_shape, read_npy_header, read_npy_stream
 from netdiff.errors import DumpFormatError
 from netdiff.readers._json_scan import JsonScanError, StrRef, read_ref, read_ref_prefix, read_ref_suffix, scan_json
 from netdiff.readers._partial import require_readable
@@ -236,9 +236,7 @@ def _npy_header(data: bytes, where: str) -> tuple[tuple[int, ...], np.dtype, boo
     """Parse a .npy header at the start of ``data``: shape, dtype, Fortran order, data offset."""
     stream = io.BytesIO(data)
     try:
-        version = np.lib.format.read_magic(stream)
-        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = reader(stream, max_header_size=100_000)
+        shape, fortran, dtype = read_npy_header(stream)
     except NPY_ERRORS as e:
         raise DumpFormatError(f"{where}: corrupt .npy header ({(str(e) or type(e).__name__).splitlines()[0]})") from e
     offset = stream.tell()
@@ -281,7 +279,7 @@ def _first_npz_array(data: bytes, where: str) -> np.ndarray:
             shape, dtype, _, offset = _npy_header(head, where)
             check_npy_shape(where, shape, dtype, offset, members[0].file_size)
             with archive.open(members[0]) as handle:
-                return np.lib.format.read_array(handle, allow_pickle=False)
+                return read_npy_stream(handle, where, members[0].file_size)
     except DumpFormatError:
         raise
     except (zipfile.BadZipFile, zlib.error, NotImplementedError, *NPY_ERRORS) as e:
