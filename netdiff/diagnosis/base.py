@@ -91,7 +91,8 @@ def rule_names() -> list[str]:
 
 
 def diagnose(context: Context) -> list[Finding]:
-    """Run every rule and return the findings, most severe first, then in layer order.
+    """Run every rule and return the findings: most severe first, then those about origins (where
+    the error is introduced), then in layer order.
 
     A rule that fails is logged and skipped: diagnosis never breaks a report.
     """
@@ -102,4 +103,6 @@ def diagnose(context: Context) -> list[Finding]:
         except Exception:  # a buggy rule must not cost the user the report
             log.exception("diagnosis rule %s failed", name)
     order = {layer.name: i for i, layer in enumerate(context.report.layers)}
-    return sorted(findings, key=lambda f: (_SEVERITY_RANK.get(f.severity, 3), order.get(f.layer or "", -1)))
+    origins = set(context.report.origins)
+    return sorted(findings, key=lambda f: (_SEVERITY_RANK.get(f.severity, 3), f.layer not in origins,
+                                           order.get(f.layer or "", -1)))
