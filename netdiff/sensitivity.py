@@ -74,19 +74,24 @@ class SensitivityResult:
     quantization: str = ""
     inputs: int = 1
     steps: list[dict[str, Any]] = field(default_factory=list)
+    kind: str = "int8"
 
     def by_recovery(self) -> list[LayerSensitivity]:
         """Layers ordered by how much keeping each one in float recovers."""
         return sorted(self.layers, key=lambda s: (-s.recovery, -s.cost))
 
     def snippet(self) -> str:
-        """The exclusion list as Python, ready to paste into ``quantize_static``."""
-        return "nodes_to_exclude=[" + ", ".join(repr(n) for n in self.exclude) + "]"
+        """The mixed-precision setting, ready to paste: onnxruntime's ``nodes_to_exclude``, or the
+        NNIE layers to run at 16 bits (``[compile_mode] 2`` with their top names ending in ``_hp``)."""
+        names = ", ".join(repr(n) for n in self.exclude)
+        if self.kind.startswith("nnie"):
+            return f"[compile_mode] 2, and rename the tops of these layers with the _hp suffix: [{names}]"
+        return f"nodes_to_exclude=[{names}]"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
         data = asdict(self)
-        data["nodes_to_exclude"] = list(self.exclude)
+        data["hp_layers" if self.kind.startswith("nnie") else "nodes_to_exclude"] = list(self.exclude)
         return data
 
 
@@ -123,12 +128,45 @@ class _Evaluator:
 
         key = ("only", frozenset([only])) if only else ("exclude", frozenset(exclude))
         if key not in self.cache:
-            model = self.quantizer.quantize(exclude, [only] if only else None)
-            session = make_session(model)
-            outputs = [dict(zip(self.names, session.run(self.names, f))) for f in self.feeds]
+            if hasattr(self.quantizer, "evaluate"):
+                outputs = [self.quantizer.evaluate(f, self.names, exclude, only) for f in self.feeds]
+            else:
+                session = make_session(self.quantizer.quantize(exclude, [only] if only else None))
+                outputs = [dict(zip(self.names, session.run(self.names, f))) for f in self.feeds]
             self.cache[key] = output_cosine(self.reference, outputs)
             self.progress.advance()
         return self.cache[key]
+
+
+class _NnieQuantizer:
+    """NNIE 8-bit simulation where chosen layers run at 16 bits (``_hp``); calibrated once.
+
+    For NNIE there is no float: "alone" means this layer at 8 bits and every other at 16, and
+    "recovery" this layer at 16 bits and every other at 8.
+    """
+
+    def __init__(self, model: Any, calibration: Sequence[Mapping[str, np.ndarray]], fold_bn: bool = True) -> None:
+        from netdiff.runners.onnxrt import node_names
+        from netdiff.simulators.nnie import WEIGHTED, PreparedNnie
+
+        self.model = model
+        self.prepared = PreparedNnie(model, calibration, 8, (), fold_bn)
+        names = node_names(model)
+        self.nodes = [names[i] for i, n in enumerate(model.graph.node) if n.op_type in WEIGHTED]
+
+    def quantizable_nodes(self) -> list[str]:
+        """Layers whose precision is worth choosing (the weighted ones)."""
+        return list(self.nodes)
+
+    def evaluate(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str], exclude: Collection[str] = (),
+                 only: str | None = None) -> dict[str, np.ndarray]:
+        """Graph outputs with ``exclude`` at 16 bits (or everything but ``only``)."""
+        from netdiff.simulators.nnie import simulate_nnie
+
+        p = self.prepared
+        hp = [n for n in self.nodes if n != only] if only else list(exclude)
+        dump = simulate_nnie(self.model, feeds, p.calibration, 8, hp, p.fold_bn, tops=p.tops)
+        return {name: dump[name].load() for name in outputs}
 
 
 def _nan_low(value: float) -> float:
@@ -142,12 +180,12 @@ def analyze_sensitivity(model: Any, inputs: InputsLike = None, *, kind: str = "i
                         max_exclude: int | None = None, eval_limit: int = 4, seed: int = 0,
                         model_options: Mapping[str, Any] | None = None,
                         progress: Progress | None = None) -> SensitivityResult:
-    """Rank layers by int8 sensitivity and find a small set to keep in float.
+    """Rank layers by int8 (or NNIE 8-bit) sensitivity and find a small set to keep in float (or 16 bits).
 
     Args:
         model: Float model path or :class:`~netdiff.runners.base.Model`.
         inputs: Evaluation inputs; when None, up to ``eval_limit`` calibration samples.
-        kind: Target kind (only "int8" supports per-node exclusion today).
+        kind: "int8" (nodes kept in float) or "nnie8" (layers run at 16 bits, ``_hp``).
         calibration: Calibration directory/file or list of feed dicts (default: the inputs).
         preprocess: How calibration images become inputs.
         calibration_limit: Use at most this many calibration samples.
@@ -165,8 +203,9 @@ def analyze_sensitivity(model: Any, inputs: InputsLike = None, *, kind: str = "i
     from netdiff.simulators.int8 import Int8Config, Int8Quantizer
     from netdiff.simulators.run import calibration_samples
 
-    if kind != "int8":
-        raise NetdiffError(f"sensitivity supports --target int8 only (got {kind!r}); fp16 has no per-node exclusion")
+    if kind not in ("int8", "nnie8"):
+        raise NetdiffError(f"sensitivity supports --target int8 or nnie8 (got {kind!r}); fp16 has no per-node "
+                           "exclusion")
     if not 0 < target_cosine <= 1:
         raise NetdiffError(f"--target-cosine must be in (0, 1], got {target_cosine}")
     source = open_source(model, None, model_options)
@@ -181,10 +220,20 @@ def analyze_sensitivity(model: Any, inputs: InputsLike = None, *, kind: str = "i
         first, _ = resolve_feeds(specs, inputs, seed=seed)
         feeds = [first]
         samples, _ = calibration_samples(source, calibration, first, preprocess, calibration_limit)
-    config = Int8Config.from_options(dict(options or {}))
-    quantizer = Int8Quantizer(source.onnx_model(), samples, config)
-    full = quantizer.quantize()
-    candidates = quantizer.quantizable_nodes(full)
+    if kind == "nnie8":
+        opts = dict(options or {})
+        unknown = set(opts) - {"fold_bn"}
+        if unknown:
+            raise NetdiffError(f"option(s) {', '.join(sorted(unknown))} do not apply to nnie8 sensitivity")
+        fold = str(opts.get("fold_bn", "true")).strip().lower() not in ("0", "false", "no", "off")
+        quantizer: Any = _NnieQuantizer(source.onnx_model(), samples, fold)
+        candidates = quantizer.quantizable_nodes()
+        described = "NNIE 8-bit log format; candidate layers at 16 bits (_hp)"
+    else:
+        config = Int8Config.from_options(dict(options or {}))
+        quantizer = Int8Quantizer(source.onnx_model(), samples, config)
+        candidates = quantizer.quantizable_nodes(quantizer.quantize())
+        described = config.describe()
     op_types = {n.name: n.op_type for n in quantizer.model.graph.node}
     progress.start("sensitivity", 1 + 2 * len(candidates) + len(candidates))
     try:
@@ -202,7 +251,7 @@ def analyze_sensitivity(model: Any, inputs: InputsLike = None, *, kind: str = "i
     finally:
         progress.stop()
     return SensitivityResult(layers, baseline, exclude, current, target_cosine, current >= target_cosine,
-                             len(evaluator.cache), config.describe(), len(feeds), steps)
+                             len(evaluator.cache), described, len(feeds), steps, kind)
 
 
 def _grow(evaluator: _Evaluator, layers: list[LayerSensitivity], baseline: float, target: float,

@@ -16,7 +16,8 @@ from netdiff.cli.simulate import (CalibConfigOpt, CalibLimitOpt, CalibOpt, Layou
 @app.command("sensitivity")
 def sensitivity_command(
     model: Annotated[Path, typer.Argument(help="Float model (.onnx, Caffe .prototxt).")],
-    target: Annotated[str, typer.Option("--target", "-t", help="Target kind (int8).")] = "int8",
+    target: Annotated[str, typer.Option("--target", "-t", help="Target kind: int8 (nodes kept in float) or nnie8 "
+                                                                "(layers run at 16 bits, _hp).")] = "int8",
     input: InputOpt = None,
     calib: CalibOpt = None,
     calib_config: CalibConfigOpt = None,
@@ -35,7 +36,7 @@ def sensitivity_command(
     weights: WeightsOpt = None,
     seed: SeedOpt = 0,
 ) -> None:
-    """Rank layers by how much int8 costs at the outputs; print nodes_to_exclude reaching --target-cosine.
+    """Rank layers by how much int8 (or NNIE 8-bit) costs at the outputs; print the float (or _hp) set reaching --target-cosine.
 
     Exit 0 when the target cosine is reached, 1 when it is not.
     """
@@ -73,23 +74,28 @@ class SensitivityView:
         from rich.text import Text
 
         r = self.result
-        yield Text(f"int8 ({r.quantization}); {r.inputs} evaluation input(s); fully quantized output cosine "
+        nnie = r.kind.startswith("nnie")
+        yield Text(f"{r.kind} ({r.quantization}); {r.inputs} evaluation input(s); fully quantized output cosine "
                    f"{_num(r.baseline_cosine)}; {r.evaluations} quantized models evaluated")
-        for title, rows in (("cost of quantizing only this layer", r.layers),
-                            ("recovered by keeping only this layer in float", r.by_recovery())):
+        titles = (("cost of only this layer at 8 bits (the others at 16)", "recovered by this layer alone at 16 bits")
+                  if nnie else ("cost of quantizing only this layer", "recovered by keeping only this layer in float"))
+        for title, rows in ((titles[0], r.layers), (titles[1], r.by_recovery())):
             table = Table(title=title, title_justify="left", box=None, header_style="bold", pad_edge=False)
+            kept_col = "16-bit cos" if nnie else "float cos"
             for col, justify in (("#", "right"), ("node", "left"), ("op", "left"),
-                                 ("alone cos", "right"), ("cost", "right"), ("float cos", "right"), ("recovery", "right")):
+                                 ("alone cos", "right"), ("cost", "right"), (kept_col, "right"), ("recovery", "right")):
                 table.add_column(col, justify=justify)
             for i, s in enumerate(rows[: self.top], 1):
                 table.add_row(str(i), s.node, s.op_type, _num(s.alone_cosine), _num(s.cost, 2),
                               _num(s.float_cosine), _num(s.recovery, 2))
             yield table
         status = Text("reached" if r.reached else "NOT reached", style="bold green" if r.reached else "bold red")
-        body = Text.assemble(f"{len(r.exclude)} node(s) kept in float -> output cosine {_num(r.final_cosine)} "
+        kept = "layer(s) at 16 bits" if nnie else "node(s) kept in float"
+        body = Text.assemble(f"{len(r.exclude)} {kept} -> output cosine {_num(r.final_cosine)} "
                              f"(target {r.target_cosine}, ", status, ")\n", (r.snippet(), "bold"))
-        yield Panel(body, title="mixed precision: quantize_static(..., nodes_to_exclude=...)", title_align="left",
-                    border_style="cyan")
+        title = ("mixed precision: nnie_mapper [compile_mode] 2 + _hp layers" if nnie
+                 else "mixed precision: quantize_static(..., nodes_to_exclude=...)")
+        yield Panel(body, title=Text(title), title_align="left", border_style="cyan")
 
 
 def _num(value: float, digits: int = 6) -> str:

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 
 from netdiff.cli import main
@@ -76,3 +75,18 @@ def test_cli_sensitivity_prints_paste_ready_list(tmp_path: Path, capsys: pytest.
     data = json.loads(out.read_text())
     assert data["nodes_to_exclude"] == [OUTLIER] and data["inputs"] == 4
     assert main(["sensitivity", str(MODEL), "--target", "fp16", "--calib", str(CALIB)]) == 2
+
+
+def test_nnie8_sensitivity_names_the_layer_to_run_at_16_bits(tmp_path):
+    """On NNIE there is no float: the fix for an outlier-heavy layer is 16 bits (an _hp layer)."""
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures"
+    result = analyze_sensitivity(fixtures / "sim_outlier.onnx", kind="nnie8", calibration=fixtures / "sim_calib",
+                                 target_cosine=0.999)
+    assert result.layers[0].node == "/features/conv3/Conv"
+    assert result.reached and result.exclude == ["/features/conv3/Conv"]
+    assert result.final_cosine > result.baseline_cosine + 0.02
+    assert "_hp" in result.snippet() and "[compile_mode] 2" in result.snippet()
+    out = tmp_path / "s.json"
+    assert main(["sensitivity", str(fixtures / "sim_outlier.onnx"), "--target", "nnie8", "--calib",
+                 str(fixtures / "sim_calib"), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["hp_layers"] == ["/features/conv3/Conv"]
