@@ -180,3 +180,19 @@ def test_unnamed_nodes_get_stable_names_and_every_tensor_is_captured(tmp_path):
     assert dump.names == ["x", "a", "b", "y"]
     assert [dump[n].meta.get("node") for n in ("a", "b", "y")] == ["Relu_0_", "Neg_1", "Relu_0"]
     assert np.array_equal(dump["b"].load(), [[-1, 0, -3, 0]])
+
+
+def test_capture_from_file_bytes_equals_capture_from_the_proto(cnn_path, cnn_input_path):
+    """Outputs are appended to the model file's own bytes (no re-serialization): same tensors, same values."""
+    import onnx
+
+    from netdiff.runners.onnxrt import OnnxModel
+
+    x = {"input": np.load(cnn_input_path)}
+    from_file = OnnxModel(cnn_path)
+    a = from_file.run(x)
+    assert from_file._raw is not None
+    b = OnnxModel.from_proto(onnx.load(str(cnn_path))).run(x)
+    assert a.names == b.names
+    for t in a:
+        assert np.array_equal(t.load(), b[t.name].load()), t.name

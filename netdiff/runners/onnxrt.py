@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ class OnnxModel(Model):
     def __init__(self, path: str | Path | None = None, model: Any = None, **options: Any) -> None:
         super().__init__(path or "<in-memory model>", **options)
         self._model = model
+        self._raw: bytes | None = None  # the file's bytes when they hold the whole model
         self._capture: tuple[Any, list[NodeOutput]] | None = None
 
     @classmethod
@@ -54,7 +55,7 @@ class OnnxModel(Model):
 
     def onnx_model(self) -> Any:
         if self._model is None:
-            self._model = load_onnx(self.path)
+            self._model, self._raw = load_onnx_and_bytes(self.path)
         return self._model
 
     def input_specs(self) -> list[InputSpec]:
@@ -96,19 +97,56 @@ class OnnxModel(Model):
         if self._capture is None:
             model = self.onnx_model()
             outputs = node_outputs(model)
-            self._capture = (make_session(with_all_outputs(model, [o.name for o in outputs])), outputs)
+            names = [o.name for o in outputs]
+            if self._raw is not None:  # append the outputs to the file's own bytes: no copy, no re-serialization
+                session = make_session_from_bytes(self._raw + graph_outputs_patch(model, names))
+            else:
+                session = make_session(with_all_outputs(model, names))
+            self._capture = (session, outputs)
         return self._capture
 
 
 def load_onnx(path: str | Path) -> Any:
     """Load an ONNX model (external data included) or raise ModelError."""
+    return load_onnx_and_bytes(path)[0]
+
+
+def load_onnx_and_bytes(path: str | Path) -> tuple[Any, bytes | None]:
+    """Load an ONNX model (external data included) and, when the file holds the whole model (no
+    external data), also its bytes, which sessions can take without re-serializing the model.
+
+    Raises:
+        ModelError: The file is unreadable, not an ONNX model, or its external data is missing.
+    """
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
     path = Path(path)
     try:
-        return onnx.load(str(path))
+        raw = path.read_bytes()
+        model = onnx.ModelProto()
+        model.ParseFromString(raw)
+        if any(uses_external_data(t) for t in _all_tensors(model.graph)):
+            load_external_data_for_model(model, str(path.parent))
+            return model, None
+        return model, raw if len(raw) < 2**31 else None
     except FileNotFoundError as e:
         raise ModelError(f"{path}: external data file missing ({e.filename})") from e
     except Exception as e:  # protobuf DecodeError and friends
         raise ModelError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
+
+
+def _all_tensors(graph: Any) -> Iterator[Any]:
+    """Every TensorProto of a graph: initializers and tensor attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("g"):
+                yield from _all_tensors(attribute.g)
+            for sub in attribute.graphs:
+                yield from _all_tensors(sub)
 
 
 def node_names(model: Any) -> list[str]:
@@ -175,6 +213,32 @@ def check_feeds(feeds: dict[str, np.ndarray], specs: dict[str, InputSpec]) -> No
             raise InputError(f"input {name}: shape {list(shape)} does not fit the model's {list(spec.shape)}")
 
 
+def graph_outputs_patch(model: Any, names: list[str]) -> bytes:
+    """Serialized bytes that, appended to ``model``'s serialization, add ``names`` as graph outputs.
+
+    Protobuf merges repeated occurrences of an embedded message field: a second ``graph`` field
+    (ModelProto field 7) holding only ``output`` entries (GraphProto field 12, ValueInfoProto with
+    just a name) extends the model's outputs without copying or re-serializing the weights.
+    """
+    existing = {o.name for o in model.graph.output}
+    entries = b"".join(_length_delimited(12, _length_delimited(1, n.encode("utf-8")))
+                       for n in dict.fromkeys(names) if n not in existing)
+    return _length_delimited(7, entries)
+
+
+def _length_delimited(number: int, payload: bytes) -> bytes:
+    return _varint((number << 3) | 2) + _varint(len(payload)) + payload
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
 def with_all_outputs(model: Any, names: list[str]) -> Any:
     """Return a copy of ``model`` whose graph outputs are ``names`` (every node output)."""
     copy = onnx.ModelProto()
@@ -186,12 +250,28 @@ def with_all_outputs(model: Any, names: list[str]) -> Any:
     return copy
 
 
-def make_session(model: Any, optimize: bool = False) -> Any:
-    """Create a CPU InferenceSession for a ModelProto (external data handled beyond 2 GB)."""
+def _session_options(optimize: bool) -> Any:
     options = ort.SessionOptions()
     options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     options.log_severity_level = 3
+    # netdiff runs most sessions once or a few times: packing weights for faster repeated runs costs
+    # more at session creation (~25 % on a ResNet-18) than it saves
+    options.add_session_config_entry("session.disable_prepacking", "1")
+    return options
+
+
+def make_session_from_bytes(data: bytes, optimize: bool = False) -> Any:
+    """Create a CPU InferenceSession from a serialized model."""
+    try:
+        return ort.InferenceSession(data, _session_options(optimize), providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise ModelError(f"onnxruntime cannot load the model: {str(e).splitlines()[0]}") from e
+
+
+def make_session(model: Any, optimize: bool = False) -> Any:
+    """Create a CPU InferenceSession for a ModelProto (external data handled beyond 2 GB)."""
+    options = _session_options(optimize)
     try:
         try:
             data = model.SerializeToString()
