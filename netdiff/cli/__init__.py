@@ -6,21 +6,24 @@ import sys
 
 from netdiff.cli.app import DEBUG, app
 
-from netdiff.cli import compare  # noqa: E402,F401  (registration)
+from netdiff.cli import compare  # noqa: E402,F401  (registration; this order is the --help order)
+from netdiff.cli import run  # noqa: E402,F401
 from netdiff.cli import dump  # noqa: E402,F401
 from netdiff.cli import inspect  # noqa: E402,F401
-from netdiff.cli import demo  # noqa: E402,F401
-from netdiff.cli import convert  # noqa: E402,F401
-from netdiff.cli import ascend_config  # noqa: E402,F401
-from netdiff.cli import nnie_cfg_check  # noqa: E402,F401
-from netdiff.cli import caffe_to_onnx  # noqa: E402,F401
-from netdiff.cli import simulate  # noqa: E402,F401
-from netdiff.cli import run  # noqa: E402,F401
-from netdiff.cli import sensitivity  # noqa: E402,F401
 from netdiff.cli import report  # noqa: E402,F401
+from netdiff.cli import convert  # noqa: E402,F401
+from netdiff.cli import simulate  # noqa: E402,F401
+from netdiff.cli import sensitivity  # noqa: E402,F401
 from netdiff.cli import lint  # noqa: E402,F401
+from netdiff.cli import caffe_to_onnx  # noqa: E402,F401
+from netdiff.cli import ascend_config  # noqa: E402,F401
 from netdiff.cli import aipp_check  # noqa: E402,F401
+from netdiff.cli import nnie_cfg_check  # noqa: E402,F401
+from netdiff.cli import demo  # noqa: E402,F401
 
+for _command in app.registered_commands:  # --help lists each command's whole first docstring line
+    if _command.short_help is None and _command.callback is not None and _command.callback.__doc__:
+        _command.short_help = _command.callback.__doc__.strip().splitlines()[0]
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script: user errors become one line on stderr and exit 2."""
