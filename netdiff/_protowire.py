@@ -1,4 +1,5 @@
-"""Protobuf wire-format decoding shared by netdiff's schema-less readers (no generated code).
+"""Protobuf wire format shared by netdiff's schema-less readers (no generated code), and the two
+encoders the ONNX runner needs to append fields to a serialized model.
 
 Payloads are never copied: a varint field yields an int, a length-delimited (LEN), fixed32 or
 fixed64 field yields the absolute ``(begin, stop)`` span of its bytes in the buffer, so callers
@@ -128,3 +129,18 @@ def packed_varints(buf: Buffer, span: tuple[int, int]) -> list[int]:
         value, pos = read_varint(buf, pos, stop)
         values.append(value)
     return values
+
+
+def encode_varint(value: int) -> bytes:
+    """Encode an unsigned varint."""
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def encode_len(number: int, payload: bytes) -> bytes:
+    """Encode a length-delimited field (key, length, payload)."""
+    return encode_varint((number << 3) | LEN) + encode_varint(len(payload)) + payload

@@ -147,3 +147,12 @@ def test_malformed_groups_raise_when_skipped(data, message):
 def test_unknown_groups_mode_is_refused():
     with pytest.raises(ValueError, match="groups must be"):
         fields(b"", groups="ignore")
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 2**32, 2**63 - 1])
+def test_encoders_round_trip(value):
+    from netdiff._protowire import encode_len, encode_varint
+
+    assert read_varint(encode_varint(value), 0, 10) == (value, len(encode_varint(value)))
+    field = encode_len(7, b"abc")
+    assert list(iter_fields(field, 0, len(field))) == [(7, 2, (2, 5))]

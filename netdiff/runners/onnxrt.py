@@ -221,22 +221,11 @@ def graph_outputs_patch(model: Any, names: list[str]) -> bytes:
     just a name) extends the model's outputs without copying or re-serializing the weights.
     """
     existing = {o.name for o in model.graph.output}
-    entries = b"".join(_length_delimited(12, _length_delimited(1, n.encode("utf-8")))
+    from netdiff._protowire import encode_len
+
+    entries = b"".join(encode_len(12, encode_len(1, n.encode("utf-8")))
                        for n in dict.fromkeys(names) if n not in existing)
-    return _length_delimited(7, entries)
-
-
-def _length_delimited(number: int, payload: bytes) -> bytes:
-    return _varint((number << 3) | 2) + _varint(len(payload)) + payload
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, value = value & 0x7F, value >> 7
-        out.append(low | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
+    return encode_len(7, entries)
 
 
 def with_all_outputs(model: Any, names: list[str]) -> Any:
