@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from netdiff.errors import InputError
+from netdiff.inputs import load_npz
 from netdiff.runners.base import InputSpec
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -131,7 +132,7 @@ def load_calibration(source: str | Path, specs: Sequence[InputSpec], preprocess:
         files = [source] if source.is_file() else _files(source, ARRAY_SUFFIXES + IMAGE_SUFFIXES)
         for file in files:
             if file.suffix.lower() == ".npz" and len(specs) > 1:
-                members = _npz(file)
+                members = load_npz(file)
                 missing = [n for n in by_name if n not in members]
                 if missing:
                     raise InputError(f"{file}: no member for input(s) {', '.join(missing)}")
@@ -153,14 +154,6 @@ def load_calibration(source: str | Path, specs: Sequence[InputSpec], preprocess:
 
 def _files(directory: Path, suffixes: tuple[str, ...]) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
-
-
-def _npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {k: archive[k] for k in archive.files}
-    except (ValueError, OSError) as e:
-        raise InputError(f"{path}: not a readable .npz ({e})") from None
 
 
 def _split(array: np.ndarray, spec: InputSpec, file: Path, fit: Any) -> list[np.ndarray]:

@@ -91,7 +91,7 @@ def resolve_feeds(specs: Sequence[InputSpec], inputs: InputsLike = None, seed: i
     if inputs is None:
         return _random_feeds(specs, seed)
     if isinstance(inputs, (str, Path)) and Path(inputs).suffix.lower() == ".npz" and len(specs) > 1:
-        inputs = _npz_members(Path(inputs))
+        inputs = load_npz(Path(inputs))
     if not isinstance(inputs, Mapping):
         if len(specs) != 1:
             raise InputError(f"the model has {len(specs)} inputs ({', '.join(by_name)}): pass NAME=FILE for each")
@@ -130,7 +130,8 @@ def fit_to_spec(array: np.ndarray, spec: InputSpec) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def _npz_members(path: Path) -> dict[str, np.ndarray]:
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz file by name (never unpickled)."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {k: archive[k] for k in archive.files}
