@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from netdiff._registry import Registry
 from netdiff.errors import DumpFormatError
 from netdiff.types import Dump
-
-_READERS: dict[str, type[Reader]] = {}
 
 
 class Reader:
@@ -67,26 +65,17 @@ def _checked(dump: Dump, path: Path, name: str) -> Dump:
 
 
 R = TypeVar("R", bound=type[Reader])
+_READERS: Registry[type[Reader]] = Registry("reader", Reader)
 
 
 def register_reader(name: str) -> Callable[[R], R]:
     """Class decorator: register a :class:`Reader` subclass under a kebab-case ``name``."""
-
-    def decorate(cls: R) -> R:
-        if not issubclass(cls, Reader):
-            raise TypeError(f"{cls.__name__} must subclass Reader")
-        if name in _READERS:
-            raise ValueError(f"reader {name!r} is already registered")
-        cls.name = name
-        _READERS[name] = cls
-        return cls
-
-    return decorate
+    return _READERS.register(name)
 
 
 def reader_names() -> list[str]:
     """Registered reader keys, sorted."""
-    return sorted(_READERS)
+    return _READERS.names()
 
 
 def get_reader(name: str) -> Reader:
@@ -95,11 +84,10 @@ def get_reader(name: str) -> Reader:
     Raises:
         DumpFormatError: No reader has that key (the message lists the known ones).
     """
-    try:
-        return _READERS[name]()
-    except KeyError:
-        known = textwrap.fill(", ".join(reader_names()), 100)
-        raise DumpFormatError(f"unknown dump format '{name}'; known formats: {known}") from None
+    cls = _READERS.get(name)
+    if cls is None:
+        raise DumpFormatError(f"unknown dump format '{name}'; known formats: {_READERS.known()}")
+    return cls()
 
 
 def detect_format(path: str | Path) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,10 +9,10 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from netdiff._registry import Registry
 from netdiff.errors import ModelError
 from netdiff.types import Dump
 
-_RUNNERS: dict[str, type[Model]] = {}
 
 
 @dataclass(frozen=True)
@@ -79,24 +78,17 @@ class Model:
 
 
 M = TypeVar("M", bound=type[Model])
+_RUNNERS: Registry[type[Model]] = Registry("runner", Model)
 
 
 def register_runner(name: str) -> Callable[[M], M]:
     """Class decorator: register a :class:`Model` subclass under a kebab-case ``name``."""
-
-    def decorate(cls: M) -> M:
-        if name in _RUNNERS:
-            raise ValueError(f"runner {name!r} is already registered")
-        cls.name = name
-        _RUNNERS[name] = cls
-        return cls
-
-    return decorate
+    return _RUNNERS.register(name)
 
 
 def runner_names() -> list[str]:
     """Registered runner keys, sorted."""
-    return sorted(_RUNNERS)
+    return _RUNNERS.names()
 
 
 def find_runner(path: str | Path) -> str | None:
@@ -118,7 +110,8 @@ def load_model(path: str | Path, format: str | None = None, **options: Any) -> M
     if not path.exists():
         raise ModelError(f"{path}: no such file")
     key = format or find_runner(path)
-    if key is None or key not in _RUNNERS:
-        known = textwrap.fill(", ".join(runner_names()), 100)
+    cls = _RUNNERS.get(key) if key is not None else None
+    if cls is None:
+        known = _RUNNERS.known()
         raise ModelError(f"{path}: not a model netdiff can run (runners: {known})")
-    return _RUNNERS[key](path, **{k: v for k, v in options.items() if v is not None})
+    return cls(path, **{k: v for k, v in options.items() if v is not None})

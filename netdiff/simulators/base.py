@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from netdiff._registry import Registry
 from netdiff.errors import NetdiffError
 from netdiff.types import Dump
 
-_SIMULATORS: dict[str, type[Simulator]] = {}
 
 Feeds = Mapping[str, np.ndarray]
 
@@ -55,30 +54,22 @@ class Simulator:
 
 
 S = TypeVar("S", bound=type[Simulator])
+_SIMULATORS: Registry[type[Simulator]] = Registry("simulator", Simulator)
 
 
 def register_simulator(name: str) -> Callable[[S], S]:
     """Class decorator: register a :class:`Simulator` under a kebab-case ``name``."""
-
-    def decorate(cls: S) -> S:
-        if name in _SIMULATORS:
-            raise ValueError(f"simulator {name!r} is already registered")
-        cls.name = name
-        _SIMULATORS[name] = cls
-        return cls
-
-    return decorate
+    return _SIMULATORS.register(name)
 
 
 def simulator_names() -> list[str]:
     """Registered simulator keys, sorted."""
-    return sorted(_SIMULATORS)
+    return _SIMULATORS.names()
 
 
 def get_simulator(name: str) -> Simulator:
     """Return a simulator by key (the error lists the known ones)."""
-    try:
-        return _SIMULATORS[name]()
-    except KeyError:
-        known = textwrap.fill(", ".join(simulator_names()), 100)
-        raise NetdiffError(f"unknown target kind '{name}'; known: {known}") from None
+    cls = _SIMULATORS.get(name)
+    if cls is None:
+        raise NetdiffError(f"unknown target kind '{name}'; known: {_SIMULATORS.known()}")
+    return cls()
