@@ -5,24 +5,10 @@ from __future__ import annotations
 import struct
 
 import pytest
+from pbwrite import key, varint
 
 from netdiff._protowire import (END_GROUP, FIXED32, FIXED64, LEN, START_GROUP, VARINT, WireError, iter_fields,
                                 packed_varints, read_field, read_varint)
-
-
-def varint(value: int) -> bytes:
-    """Independent encoder (two's complement 64-bit for negatives, as protobuf writes int64)."""
-    value &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
-        value >>= 7
-        if not value:
-            return bytes(out)
-
-
-def key(number: int, wire: int) -> bytes:
-    return varint(number << 3 | wire)
 
 
 def fields(data: bytes, **kw) -> list:

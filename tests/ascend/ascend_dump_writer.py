@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pbwrite import key, length_delimited, varint  # noqa: F401  (varint/key are used by tests)
+
 # OutputDataType codes (dump_data.proto)
 DT = {"float32": 1, "float16": 2, "int8": 3, "uint8": 4, "int16": 5, "uint16": 6, "int32": 7, "int64": 8,
       "uint32": 9, "uint64": 10, "bool": 11, "float64": 12, "complex64": 16, "complex128": 17, "bf16": 27,
@@ -22,29 +24,12 @@ FMT = {"NCHW": 0, "NHWC": 1, "ND": 2, "NC1HWC0": 3, "FRACTAL_Z": 4, "NC1HWC0_C04
        "FRACTAL_NZ": 29, "NCDHW": 30, "NDC1HWC0": 32}
 
 
-def varint(value: int) -> bytes:
-    out = bytearray()
-    value &= (1 << 64) - 1
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def key(number: int, wire: int) -> bytes:
-    return varint((number << 3) | wire)
-
-
 def f_varint(number: int, value: int) -> bytes:
     return key(number, 0) + varint(value)
 
 
 def f_bytes(number: int, payload: bytes) -> bytes:
-    return key(number, 2) + varint(len(payload)) + payload
+    return length_delimited(number, payload)
 
 
 def shape_msg(dims, packed: bool = True) -> bytes:

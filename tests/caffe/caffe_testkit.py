@@ -9,27 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-
-def varint(value: int) -> bytes:
-    value &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def key(number: int, wire: int) -> bytes:
-    return varint((number << 3) | wire)
+from pbwrite import key, length_delimited, varint  # noqa: F401  (varint/key are used by tests)
 
 
 def ld(number: int, payload: bytes) -> bytes:
     """Length-delimited field."""
-    return key(number, 2) + varint(len(payload)) + payload
+    return length_delimited(number, payload)
 
 
 def string(number: int, text: str) -> bytes:

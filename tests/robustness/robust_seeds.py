@@ -20,9 +20,9 @@ from random import Random
 import numpy as np
 
 TESTS = Path(__file__).resolve().parents[1]
-for sub in ("ascend", "caffe"):
-    if str(TESTS / sub) not in sys.path:
-        sys.path.insert(0, str(TESTS / sub))
+for folder in (TESTS, TESTS / "ascend", TESTS / "caffe"):  # the test writers and their shared encoder
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
 
 #: Values used for "absurd" integer fields.
 ABSURD = (0, 1, 2, 3, 7, 15, 16, 17, 31, 40, 46, 47, 100, 255, 256, 65535, 1 << 20, 1 << 31, (1 << 31) - 1, 1 << 32,
