@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -116,10 +116,12 @@ def node_name(layer: LayerResult) -> str:
     return str(node) if node else layer.name
 
 
-def candidate_pairs(context: Context) -> Iterator[tuple[LayerResult, np.ndarray, np.ndarray]]:
-    """(layer, reference, aligned target) for each :func:`candidates` layer no rule has explained yet."""
+def candidate_pairs(context: Context, where: Callable[[LayerResult], bool] | None = None
+                    ) -> Iterator[tuple[LayerResult, np.ndarray, np.ndarray]]:
+    """(layer, reference, aligned target) for each :func:`candidates` layer no rule has explained yet
+    (and that ``where`` accepts, checked before any data is loaded)."""
     for layer in candidates(context):
-        if layer.name in context.explained:
+        if layer.name in context.explained or (where is not None and not where(layer)):
             continue
         pair = context.cached_pair(layer)
         if pair is not None:

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from netdiff.diagnosis._common import candidates, toolchain
+from netdiff.diagnosis._common import candidate_pairs, toolchain
 from netdiff.diagnosis.base import Context, register_rule
-from netdiff.types import Finding
+from netdiff.types import Finding, LayerResult
 
 #: An error within this many fp16 units in the last place of the largest value the op sees
 #: (its inputs or its output) is fp16 precision, not a wrong conversion.
@@ -22,14 +22,12 @@ def fp16_precision(context: Context) -> Iterator[Finding]:
     mode = str(context.target.meta.get("precision_mode", ""))
     if toolchain(context) != "ascend" or mode != "force_fp16":
         return
-    for layer in candidates(context):
+    def finite_origin(layer: LayerResult) -> bool:
         m = layer.metrics
-        if layer.name in context.explained or not layer.introduced or m is None or m.target_nan or m.target_inf:
-            continue
-        pair = context.cached_pair(layer)
-        if pair is None:
-            continue
-        ref, tgt = pair
+        return layer.introduced and m is not None and not (m.target_nan or m.target_inf)
+
+    for layer, ref, tgt in candidate_pairs(context, finite_origin):
+        m = layer.metrics
         scale = float(np.abs(ref).max())
         for name in layer.inputs:
             if name in context.reference:

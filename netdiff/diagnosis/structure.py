@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from netdiff.diagnosis._common import candidates, cosine, pick
+from netdiff.diagnosis._common import candidate_pairs, cosine, pick
 from netdiff.diagnosis.base import Context, register_rule
 from netdiff.metrics import channel_cosines
 from netdiff.types import Finding, LayerResult
@@ -20,16 +20,13 @@ MAX_CHANNELS = 4096
 @register_rule("channel-mismatch")
 def channel_mismatch(context: Context) -> Iterator[Finding]:
     """Only some channels of an origin diverge: permuted output channels or a per-channel range outlier."""
-    for layer in candidates(context):
-        if layer.name in context.explained or layer.shape is None or len(layer.shape) < 3:
-            continue
+
+    def has_channels(layer: LayerResult) -> bool:
+        return layer.shape is not None and len(layer.shape) >= 3 and 2 <= layer.shape[1] <= MAX_CHANNELS
+
+    for layer, ref, tgt in candidate_pairs(context, has_channels):
         channels = layer.shape[1]
-        if not 2 <= channels <= MAX_CHANNELS:
-            continue
-        pair = context.cached_pair(layer)
-        if pair is None:
-            continue
-        found = channel_evidence(*pair)
+        found = channel_evidence(ref, tgt)
         if found is None:
             continue
         context.claim(layer.name)
@@ -87,15 +84,11 @@ def channel_evidence(ref: np.ndarray, tgt: np.ndarray) -> dict | None:
 def spatial_offset(context: Context) -> Iterator[Finding]:
     """Shape mismatches of one pixel (ceil/floor pooling, padding), or a shifted origin."""
     yield from _size_off_by_one(context)
-    for layer in candidates(context):
-        if layer.name in context.explained or layer.shape is None or len(layer.shape) != 4:
-            continue
-        if min(layer.shape[2], layer.shape[3]) < 4:
-            continue
-        pair = context.cached_pair(layer)
-        if pair is None:
-            continue
-        found = shift_evidence(*pair)
+    def is_image(layer: LayerResult) -> bool:
+        return layer.shape is not None and len(layer.shape) == 4 and min(layer.shape[2], layer.shape[3]) >= 4
+
+    for layer, ref, tgt in candidate_pairs(context, is_image):
+        found = shift_evidence(ref, tgt)
         if found is None:
             continue
         context.claim(layer.name)
