@@ -1,14 +1,17 @@
-"""Which layers int8 quantization breaks, and the few to keep in float (mixed precision).
+"""Which layers int8 quantization (or float16) breaks, and the few to keep in float (mixed precision).
 
-For every node the quantizer quantizes, two numbers at the model outputs:
+For every node the quantizer quantizes (or converts to float16), two numbers at the model outputs:
 
 * **alone**: output cosine when only that node is quantized (its own cost);
 * **float**: output cosine when everything but that node is quantized (what keeping it in float
   recovers, compared with the fully quantized model).
 
-Then a small ``nodes_to_exclude`` set is grown in the order of recovery until the output cosine
-reaches the target, and pruned of nodes that turn out unnecessary. Calibration runs once; each
-configuration costs one quantizer pass, one session and one inference per evaluation input.
+Then a small set to keep in float is grown in the order of recovery until the output cosine
+reaches the target, and pruned of nodes that turn out unnecessary. A node that alone breaks the
+target is added even when it recovers nothing by itself: float16 overflow needs the overflowing
+node and its consumer kept together (the consumer's float16 input would overflow again).
+Calibration runs once; each configuration costs one quantizer pass, one session and one
+inference per evaluation input.
 """
 
 from __future__ import annotations
@@ -81,17 +84,26 @@ class SensitivityResult:
         return sorted(self.layers, key=lambda s: (-s.recovery, -s.cost))
 
     def snippet(self) -> str:
-        """The mixed-precision setting, ready to paste: onnxruntime's ``nodes_to_exclude``, or the
-        NNIE layers to run at 16 bits (``[compile_mode] 2`` with their top names ending in ``_hp``)."""
+        """The mixed-precision setting, ready to paste: onnxruntime's ``nodes_to_exclude``, the
+        NNIE layers to run at 16 bits (``[compile_mode] 2`` with their top names ending in ``_hp``),
+        or Ascend ATC's ``--keep_dtype`` file for float16."""
         names = ", ".join(repr(n) for n in self.exclude)
         if self.kind.startswith("nnie"):
             return f"[compile_mode] 2, and rename the tops of these layers with the _hp suffix: [{names}]"
+        if self.kind == "fp16":
+            return (f"atc --precision_mode=force_fp16 --keep_dtype=keep_dtype.cfg, the file listing one op per line: "
+                    f"[{names}]")
         return f"nodes_to_exclude=[{names}]"
+
+    def keep_dtype_cfg(self) -> str:
+        """Ascend ATC ``--keep_dtype`` file content: one op name per line."""
+        return "".join(f"{name}\n" for name in self.exclude)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
         data = asdict(self)
-        data["hp_layers" if self.kind.startswith("nnie") else "nodes_to_exclude"] = list(self.exclude)
+        key = {"nnie8": "hp_layers", "fp16": "keep_dtype"}.get(self.kind, "nodes_to_exclude")
+        data[key] = list(self.exclude)
         return data
 
 
@@ -169,6 +181,52 @@ class _NnieQuantizer:
         return {name: dump[name].load() for name in outputs}
 
 
+class _Fp16Quantizer:
+    """The model in float16 with chosen nodes kept in float32 (Ascend ``--keep_dtype``)."""
+
+    def __init__(self, model: Any, keep: Collection[str] = ()) -> None:
+        from netdiff.simulators.fp16 import elem_types, half_nodes, prepare_fp16
+
+        self.model = model
+        self.types = elem_types(model)
+        fallback = prepare_fp16(model, keep).meta.get("fp32_fallback", "")  # ops without a float16 kernel
+        self.keep = set(keep) | {n for n in fallback.split(",") if n}
+        self.nodes = half_nodes(model, self.types, self.keep)
+        self._session_key: tuple[frozenset[str], str | None] | None = None
+        self._session: Any = None
+
+    def quantizable_nodes(self) -> list[str]:
+        """Nodes that run in float16 and produce float data."""
+        return list(self.nodes)
+
+    def quantize(self, exclude: Collection[str] = (), only: Sequence[str] | None = None) -> Any:
+        """The float16 model with ``exclude`` kept in float32 (or every node but ``only``)."""
+        from netdiff.runners.onnxrt import node_names
+        from netdiff.simulators.fp16 import convert_to_fp16
+
+        keep = self.keep | set(exclude)
+        if only:
+            keep |= set(node_names(self.model)) - set(only)
+        return convert_to_fp16(self.model, keep, self.types)
+
+    def evaluate(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str], exclude: Collection[str] = (),
+                 only: str | None = None) -> dict[str, np.ndarray]:
+        """Graph outputs with ``exclude`` kept in float32 (or every node but ``only``).
+
+        The session marks every tensor as an output: onnxruntime's CPU provider has no float16
+        kernel for most ops and, left alone, would run whole chains of them in float32 between two
+        Casts; a float16 graph output makes it round each tensor to float16 as the device does.
+        """
+        from netdiff.runners.onnxrt import make_session, with_all_outputs
+
+        key = (frozenset(exclude), only)
+        if self._session_key != key:
+            model = self.quantize(exclude, [only] if only else None)
+            self._session = make_session(with_all_outputs(model, [o for n in model.graph.node for o in n.output if o]))
+            self._session_key = key
+        return dict(zip(outputs, self._session.run(list(outputs), dict(feeds))))
+
+
 def _nan_low(value: float) -> float:
     return -math.inf if math.isnan(value) else value
 
@@ -180,16 +238,17 @@ def analyze_sensitivity(model: Any, inputs: InputsLike = None, *, kind: str = "i
                         max_exclude: int | None = None, eval_limit: int = 4, seed: int = 0,
                         model_options: Mapping[str, Any] | None = None,
                         progress: Progress | None = None) -> SensitivityResult:
-    """Rank layers by int8 (or NNIE 8-bit) sensitivity and find a small set to keep in float (or 16 bits).
+    """Rank layers by int8 (NNIE 8-bit, float16) sensitivity and find a small set to keep in float (or 16 bits).
 
     Args:
         model: Float model path or :class:`~netdiff.runners.base.Model`.
         inputs: Evaluation inputs; when None, up to ``eval_limit`` calibration samples.
-        kind: "int8" (nodes kept in float) or "nnie8" (layers run at 16 bits, ``_hp``).
+        kind: "int8" (nodes kept in float), "nnie8" (layers run at 16 bits, ``_hp``) or "fp16"
+            (nodes kept in float32, Ascend ``--keep_dtype``).
         calibration: Calibration directory/file or list of feed dicts (default: the inputs).
         preprocess: How calibration images become inputs.
         calibration_limit: Use at most this many calibration samples.
-        options: int8 simulator options (per_channel, calibrate, symmetric, ...).
+        options: int8 simulator options (per_channel, calibrate, symmetric, ...); for fp16, keep_fp32.
         target_cosine: Output cosine the exclusion list must reach.
         max_exclude: Stop after this many excluded nodes.
         eval_limit: Calibration samples used for evaluation when ``inputs`` is None.
@@ -203,9 +262,8 @@ def analyze_sensitivity(model: Any, inputs: InputsLike = None, *, kind: str = "i
     from netdiff.simulators.int8 import Int8Config, Int8Quantizer
     from netdiff.simulators.run import calibration_samples
 
-    if kind not in ("int8", "nnie8"):
-        raise NetdiffError(f"sensitivity supports --target int8 or nnie8 (got {kind!r}); fp16 has no per-node "
-                           "exclusion")
+    if kind not in ("int8", "nnie8", "fp16"):
+        raise NetdiffError(f"sensitivity supports --target int8, nnie8 or fp16 (got {kind!r})")
     if not 0 < target_cosine <= 1:
         raise NetdiffError(f"--target-cosine must be in (0, 1], got {target_cosine}")
     source = open_source(model, None, model_options)
@@ -229,6 +287,10 @@ def analyze_sensitivity(model: Any, inputs: InputsLike = None, *, kind: str = "i
         quantizer: Any = _NnieQuantizer(source.onnx_model(), samples, fold)
         candidates = quantizer.quantizable_nodes()
         described = "NNIE 8-bit log format; candidate layers at 16 bits (_hp)"
+    elif kind == "fp16":
+        quantizer = _Fp16Quantizer(source.onnx_model(), _fp16_keep(options))
+        candidates = quantizer.quantizable_nodes()
+        described = "float16; candidate nodes kept in float32"
     else:
         config = Int8Config.from_options(dict(options or {}))
         quantizer = Int8Quantizer(source.onnx_model(), samples, config)
@@ -254,9 +316,23 @@ def analyze_sensitivity(model: Any, inputs: InputsLike = None, *, kind: str = "i
                              len(evaluator.cache), described, len(feeds), steps, kind)
 
 
+def _fp16_keep(options: Mapping[str, Any] | None) -> list[str]:
+    opts = dict(options or {})
+    unknown = set(opts) - {"keep_fp32"}
+    if unknown:
+        raise NetdiffError(f"option(s) {', '.join(sorted(unknown))} do not apply to fp16 sensitivity")
+    keep = opts.get("keep_fp32") or ()
+    return [k.strip() for k in keep.split(",") if k.strip()] if isinstance(keep, str) else list(keep)
+
+
 def _grow(evaluator: _Evaluator, layers: list[LayerSensitivity], baseline: float, target: float,
           max_exclude: int | None) -> tuple[list[str], float, list[dict[str, Any]]]:
-    """Add nodes in order of recovery while they help, until ``target``; then drop unneeded ones."""
+    """Add nodes in order of recovery while they help, until ``target``; then drop unneeded ones.
+
+    A node whose cost alone already breaks the target is added even when it helps nothing by
+    itself (it needs a partner: float16 overflow at a node and its consumer's input); the pruning
+    pass removes it again if it turns out unnecessary.
+    """
     order = sorted(layers, key=lambda s: (-s.recovery, -s.cost, s.node))
     exclude: list[str] = []
     current = _nan_low(baseline)
@@ -265,16 +341,17 @@ def _grow(evaluator: _Evaluator, layers: list[LayerSensitivity], baseline: float
         if current >= target or (max_exclude is not None and len(exclude) >= max_exclude):
             break
         score = _nan_low(evaluator.score(exclude=[*exclude, layer.node]))
-        if score > current:
+        if score > current or layer.cost > 1.0 - target:
             exclude.append(layer.node)
-            current = score
+            current = max(current, score)
             steps.append({"add": layer.node, "cosine": score})
-    if current >= target:
-        for node in list(exclude):
-            rest = [n for n in exclude if n != node]
-            score = _nan_low(evaluator.score(exclude=rest))
-            if score >= target:
-                exclude = rest
-                current = score
-                steps.append({"drop": node, "cosine": score})
+    floor = target if current >= target else current
+    for node in list(exclude):
+        rest = [n for n in exclude if n != node]
+        score = _nan_low(evaluator.score(exclude=rest))
+        if score >= floor:
+            exclude = rest
+            current = score if current >= target else max(current, score)
+            steps.append({"drop": node, "cosine": score})
+    current = _nan_low(evaluator.score(exclude=exclude))
     return exclude, current, steps

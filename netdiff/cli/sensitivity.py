@@ -1,4 +1,4 @@
-"""``netdiff sensitivity MODEL --target int8``: layers ranked by quantization cost, and what to keep in float."""
+"""``netdiff sensitivity MODEL --target int8|nnie8|fp16``: layers ranked by quantization cost, and what to keep in float."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from netdiff.cli.simulate import (CalibConfigOpt, CalibLimitOpt, CalibOpt, Layou
 @app.command("sensitivity")
 def sensitivity_command(
     model: Annotated[Path, typer.Argument(help="Float model (.onnx, Caffe .prototxt).")],
-    target: Annotated[str, typer.Option("--target", "-t", help="Target kind: int8 (nodes kept in float) or nnie8 "
-                                                                "(layers run at 16 bits, _hp).")] = "int8",
+    target: Annotated[str, typer.Option("--target", "-t", help="Target kind: int8 (nodes kept in float), nnie8 "
+                                                                "(layers run at 16 bits, _hp) or fp16 (nodes kept "
+                                                                "in float32, Ascend --keep_dtype).")] = "int8",
     input: InputOpt = None,
     calib: CalibOpt = None,
     calib_config: CalibConfigOpt = None,
@@ -33,17 +34,23 @@ def sensitivity_command(
     max_exclude: Annotated[int | None, typer.Option("--max-exclude", help="Keep at most N nodes in float.")] = None,
     top: Annotated[int, typer.Option("--top", help="Rows of each ranking to show.")] = 10,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write rankings and the exclusion list as JSON.")] = None,
+    keep_dtype: Annotated[Path | None, typer.Option("--keep-dtype", help="fp16: write the nodes to keep in float32 "
+                                                    "as an Ascend ATC --keep_dtype file.")] = None,
     weights: WeightsOpt = None,
     seed: SeedOpt = 0,
 ) -> None:
-    """Rank layers by how much int8 (or NNIE 8-bit) costs at the outputs; print the float (or _hp) set reaching --target-cosine.
+    """Rank layers by how much int8 (NNIE 8-bit, float16) costs at the outputs; print the float (or _hp) set reaching --target-cosine.
 
     Exit 0 when the target cosine is reached, 1 when it is not.
     """
+    from netdiff._io import write_text_atomic
+    from netdiff.errors import NetdiffError
     from netdiff.inputs import parse_input_args
     from netdiff.progress import terminal_progress
     from netdiff.sensitivity import analyze_sensitivity
 
+    if keep_dtype is not None and target != "fp16":
+        raise NetdiffError("--keep-dtype writes Ascend's float16 keep list: use it with --target fp16")
     result = analyze_sensitivity(model, parse_input_args(input or []), kind=target, calibration=calib,
                                  preprocess=preprocess_from_flags(calib_config, size, mean, std, scale, channel_order, layout),
                                  calibration_limit=calib_limit, options=parse_options(option, "--option"),
@@ -52,11 +59,11 @@ def sensitivity_command(
     if json_path is not None:
         import json
 
-        from netdiff._io import write_text_atomic
-
         from netdiff.types import _jsonable
 
         write_text_atomic(json_path, json.dumps(_jsonable(result.to_dict()), indent=2, allow_nan=False) + "\n")
+    if keep_dtype is not None:
+        write_text_atomic(keep_dtype, result.keep_dtype_cfg())
     console().print(SensitivityView(result, top=top))
     raise typer.Exit(0 if result.reached else 1)
 
@@ -75,10 +82,12 @@ class SensitivityView:
 
         r = self.result
         nnie = r.kind.startswith("nnie")
+        fp16 = r.kind == "fp16"
         yield Text(f"{r.kind} ({r.quantization}); {r.inputs} evaluation input(s); fully quantized output cosine "
                    f"{_num(r.baseline_cosine)}; {r.evaluations} quantized models evaluated")
         titles = (("cost of only this layer at 8 bits (the others at 16)", "recovered by this layer alone at 16 bits")
-                  if nnie else ("cost of quantizing only this layer", "recovered by keeping only this layer in float"))
+                  if nnie else ("cost of only this layer in float16", "recovered by keeping only this layer in float32")
+                  if fp16 else ("cost of quantizing only this layer", "recovered by keeping only this layer in float"))
         for title, rows in ((titles[0], r.layers), (titles[1], r.by_recovery())):
             table = Table(title=title, title_justify="left", box=None, header_style="bold", pad_edge=False)
             kept_col = "16-bit cos" if nnie else "float cos"
@@ -90,10 +99,11 @@ class SensitivityView:
                               _num(s.float_cosine), _num(s.recovery, 2))
             yield table
         status = Text("reached" if r.reached else "NOT reached", style="bold green" if r.reached else "bold red")
-        kept = "layer(s) at 16 bits" if nnie else "node(s) kept in float"
+        kept = "layer(s) at 16 bits" if nnie else "node(s) kept in float32" if fp16 else "node(s) kept in float"
         body = Text.assemble(f"{len(r.exclude)} {kept} -> output cosine {_num(r.final_cosine)} "
                              f"(target {r.target_cosine}, ", status, ")\n", (r.snippet(), "bold"))
         title = ("mixed precision: nnie_mapper [compile_mode] 2 + _hp layers" if nnie
+                 else "mixed precision: atc --keep_dtype (write it with --keep-dtype FILE)" if fp16
                  else "mixed precision: quantize_static(..., nodes_to_exclude=...)")
         yield Panel(body, title=Text(title), title_align="left", border_style="cyan")
 

@@ -48,6 +48,19 @@ def elem_types(model: Any) -> dict[str, int]:
     return types
 
 
+def half_nodes(model: Any, types: Mapping[str, int], keep: Collection[str] = ()) -> list[str]:
+    """Names (see ``node_names``) of the nodes :func:`convert_to_fp16` runs in float16 that produce float data."""
+    from netdiff.runners.onnxrt import node_names
+
+    return [name for node, name in zip(model.graph.node, node_names(model))
+            if not _stays_fp32(node, name, keep) and any(types.get(o) == FLOAT for o in node.output if o)]
+
+
+def _stays_fp32(node: Any, name: str, keep: Collection[str]) -> bool:
+    return (node.op_type in KEEP_FP32_OPS or node.op_type in keep or name in keep
+            or node.domain not in ("", "ai.onnx"))
+
+
 def convert_to_fp16(model: Any, keep: Collection[str] = (), types: Mapping[str, int] | None = None) -> Any:
     """Return a float16 copy of ``model`` with float32 inputs and outputs.
 
@@ -67,8 +80,7 @@ def convert_to_fp16(model: Any, keep: Collection[str] = (), types: Mapping[str, 
     names = node_names(out)
     for node, name in zip(graph.node, names):
         node.name = name
-    fp32 = {i for i, n in enumerate(graph.node)
-            if n.op_type in KEEP_FP32_OPS or n.op_type in keep or n.name in keep or n.domain not in ("", "ai.onnx")}
+    fp32 = {i for i, n in enumerate(graph.node) if _stays_fp32(n, n.name, keep)}
     inits = {i.name: i for i in graph.initializer}
     wants16: dict[str, bool] = {}
     for i, node in enumerate(graph.node):
@@ -87,8 +99,11 @@ def convert_to_fp16(model: Any, keep: Collection[str] = (), types: Mapping[str, 
     def cast(name: str, to: int) -> str:
         key = (name, to)
         if key not in casts:
-            casts[key] = f"{name}__to_{'fp16' if to == FLOAT16 else 'fp32'}"
-            new_nodes.append(helper.make_node("Cast", [name], [casts[key]], name=f"{casts[key]}_Cast", to=to))
+            casts[key] = cast_out = f"{name}__to_{'fp16' if to == FLOAT16 else 'fp32'}"
+            new_nodes.append(helper.make_node("Cast", [name], [cast_out], name=f"{cast_out}_Cast", to=to))
+            if to == FLOAT16:  # else onnxruntime drops this Cast when the consumer has no float16 kernel
+                casts[key] = f"{cast_out}__fp16_kept"
+                new_nodes.append(helper.make_node("Identity", [cast_out], [casts[key]], name=f"{casts[key]}_Identity"))
         return casts[key]
 
     guarded: dict[str, str] = {}
@@ -112,8 +127,9 @@ def convert_to_fp16(model: Any, keep: Collection[str] = (), types: Mapping[str, 
             if o and dtype[o] == FLOAT16:
                 # onnxruntime runs ops without a float16 kernel in float32 between Casts it inserts, and
                 # drops such Cast pairs between two of them: an Identity keeps every tensor in float16.
-                guarded[o] = dtype[f"{o}__fp16_kept"] = f"{o}__fp16_kept"
-                new_nodes.append(helper.make_node("Identity", [o], [guarded[o]], name=f"{o}__fp16_kept_Identity"))
+                guarded[o] = kept = f"{o}__fp16_kept"
+                dtype[kept] = FLOAT16
+                new_nodes.append(helper.make_node("Identity", [o], [kept], name=f"{kept}_Identity"))
     for value in graph.output:
         if dtype.get(value.name) == FLOAT16:
             inner = f"{value.name}__fp16"

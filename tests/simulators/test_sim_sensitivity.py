@@ -74,7 +74,11 @@ def test_cli_sensitivity_prints_paste_ready_list(tmp_path: Path, capsys: pytest.
     assert f"nodes_to_exclude=['{OUTLIER}']" in text
     data = json.loads(out.read_text())
     assert data["nodes_to_exclude"] == [OUTLIER] and data["inputs"] == 4
-    assert main(["sensitivity", str(MODEL), "--target", "fp16", "--calib", str(CALIB)]) == 2
+    assert main(["sensitivity", str(MODEL), "--target", "int4", "--calib", str(CALIB)]) == 2
+    assert main(["sensitivity", str(MODEL), "--target", "int8", "--calib", str(CALIB), "--keep-dtype",
+                 str(tmp_path / "k.cfg")]) == 2
+    assert "--target fp16" in capsys.readouterr().err
+    assert not (tmp_path / "k.cfg").exists()
 
 
 def test_nnie8_sensitivity_names_the_layer_to_run_at_16_bits(tmp_path):
@@ -90,3 +94,58 @@ def test_nnie8_sensitivity_names_the_layer_to_run_at_16_bits(tmp_path):
     assert main(["sensitivity", str(fixtures / "sim_outlier.onnx"), "--target", "nnie8", "--calib",
                  str(fixtures / "sim_calib"), "--json", str(out)]) == 0
     assert json.loads(out.read_text())["hp_layers"] == ["/features/conv3/Conv"]
+
+
+OVERFLOW_MODEL = FIXTURES / "sim_overflow.onnx"
+SUM, DIV = "/body/norm/ReduceSum", "/body/norm/Div"
+
+
+def _fp16_features(keep: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Reference and float16 outputs of the overflow model, through the fp16 simulator with ``keep`` in float32."""
+    import onnx
+
+    from netdiff.runners.onnxrt import OnnxModel
+    from netdiff.simulators.fp16 import prepare_fp16
+
+    feeds = {"input": np.load(FIXTURES / "sim_input.npy")}
+    reference = OnnxModel(OVERFLOW_MODEL).run(feeds)["features"].load()
+    target = prepare_fp16(onnx.load(str(OVERFLOW_MODEL)), keep).dump(feeds)["features"].load()
+    return reference, target
+
+
+def test_fp16_sensitivity_keeps_the_overflowing_sum_and_its_consumer() -> None:
+    """The sum exceeds 65504: kept in float32 alone, its float16 consumer's input overflows again
+    (as on the device, where a Cast to float16 feeds the Div), so the pair must stay in float32."""
+    result = analyze_sensitivity(OVERFLOW_MODEL, FIXTURES / "sim_input.npy", kind="fp16", target_cosine=0.999)
+    # either one alone in float16 overflows (the Div through its float16 copy of the sum)
+    assert {s.node for s in result.layers[:2]} == {SUM, DIV} and all(s.alone_cosine < 0.01 for s in result.layers[:2])
+    assert all(s.cost < 1e-3 for s in result.layers[2:])
+    assert result.baseline_cosine < 0.01
+    assert result.reached and sorted(result.exclude) == [DIV, SUM]
+    assert result.final_cosine >= 0.999
+    assert result.keep_dtype_cfg() == "".join(f"{n}\n" for n in result.exclude)
+    assert "--keep_dtype" in result.snippet() and "force_fp16" in result.snippet()
+    # the simulator agrees: the sum alone in float32 leaves the features at 0, the pair repairs them
+    reference, alone = _fp16_features([SUM])
+    assert not np.any(alone) and np.any(reference)
+    reference, both = _fp16_features(result.exclude)
+    assert output_cosine([{"y": reference}], [{"y": both}]) == pytest.approx(result.final_cosine, abs=1e-6)
+
+
+def test_fp16_sensitivity_of_a_healthy_model_keeps_nothing(tmp_path: Path) -> None:
+    result = analyze_sensitivity(FIXTURES / "small_cnn.onnx", FIXTURES / "small_cnn_input.npy", kind="fp16")
+    assert result.reached and result.exclude == [] and result.baseline_cosine > 0.999
+    assert {s.op_type for s in result.layers} >= {"Conv", "Gemm"}
+    assert all(s.cost < 1e-3 for s in result.layers)
+
+
+def test_cli_fp16_sensitivity_writes_the_keep_dtype_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg, out = tmp_path / "keep_dtype.cfg", tmp_path / "s.json"
+    code = main(["sensitivity", str(OVERFLOW_MODEL), "--target", "fp16", "--input", str(FIXTURES / "sim_input.npy"),
+                 "--keep-dtype", str(cfg), "--json", str(out)])
+    assert code == 0
+    assert "atc --keep_dtype" in capsys.readouterr().out
+    assert sorted(cfg.read_text().splitlines()) == [DIV, SUM]
+    data = json.loads(out.read_text())
+    assert sorted(data["keep_dtype"]) == [DIV, SUM] and data["kind"] == "fp16"
+    assert main(["sensitivity", str(OVERFLOW_MODEL), "--target", "fp16", "--option", "per_channel=1"]) == 2
