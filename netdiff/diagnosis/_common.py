@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -126,3 +127,24 @@ def candidate_pairs(context: Context, where: Callable[[LayerResult], bool] | Non
         pair = context.cached_pair(layer)
         if pair is not None:
             yield layer, pair[0], pair[1]
+
+
+def rerunnable_origins(context: Context, op_types: Collection[str]
+                       ) -> Iterator[tuple[LayerResult, Any, dict[str, np.ndarray], np.ndarray]]:
+    """(layer, node runner, feeds, target output) for each :func:`candidates` layer no rule has
+    explained yet that introduced its error and whose reference node is one of ``op_types``: the
+    node, ready to re-run on the target's own inputs (see :mod:`netdiff.isolated`)."""
+    if context.model is None:
+        return
+    from netdiff.isolated import NodeIndex, node_feeds
+
+    index = NodeIndex(context.model)
+    by_name = {x.name: x for x in context.report.layers}
+    for layer in candidates(context):
+        node = index.producer.get(layer.name)
+        if layer.name in context.explained or not layer.introduced or node is None or node.op_type not in op_types:
+            continue
+        prepared = node_feeds(index, layer, by_name, context.reference, context.target)
+        if prepared is not None:
+            runner, feeds, _, target_out = prepared
+            yield layer, runner, feeds, target_out

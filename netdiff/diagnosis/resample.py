@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from netdiff.diagnosis._common import candidates, cosine, pick
+from netdiff.diagnosis._common import cosine, pick, rerunnable_origins
 from netdiff.diagnosis.base import Context, register_rule
 from netdiff.types import Finding
 
@@ -33,19 +33,7 @@ _OPSET = 13
 @register_rule("resize-semantics")
 def resize_semantics(context: Context) -> Iterator[Finding]:
     """Name the resize convention (coordinate mode, nearest rounding) that reproduces an origin."""
-    if context.model is None:
-        return
-    from netdiff.isolated import NodeIndex, node_feeds
-
-    index = NodeIndex(context.model)
-    by_name = {x.name: x for x in context.report.layers}
-    for layer in candidates(context):
-        if layer.name in context.explained or layer.op_type not in RESIZE_OPS or not layer.introduced:
-            continue
-        prepared = node_feeds(index, layer, by_name, context.reference, context.target)
-        if prepared is None:
-            continue
-        runner, feeds, _, target_out = prepared
+    for layer, runner, feeds, target_out in rerunnable_origins(context, RESIZE_OPS):
         found = _explain(context, layer.name, runner, feeds, target_out)
         if found is not None:
             context.claim(layer.name)

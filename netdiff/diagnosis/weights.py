@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from netdiff.diagnosis._common import candidates, node_name, pick, toolchain
+from netdiff.diagnosis._common import node_name, pick, rerunnable_origins, toolchain
 from netdiff.diagnosis.base import Context, register_rule
 from netdiff.types import Finding
 
@@ -53,25 +53,14 @@ HYPOTHESES: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
 @register_rule("weight-quantization")
 def weight_quantization(context: Context) -> Iterator[Finding]:
     """Name the weight quantization that reproduces an origin's own error."""
-    if context.model is None:
-        return
-    from netdiff.isolated import NodeIndex, node_feeds
-
-    index = NodeIndex(context.model)
-    by_name = {x.name: x for x in context.report.layers}
-    for layer in candidates(context):
-        if layer.name in context.explained or not layer.introduced:
-            continue
-        prepared = node_feeds(index, layer, by_name, context.reference, context.target)
-        if prepared is None or prepared[0].node.op_type not in WEIGHT_AXIS:
-            continue
-        found = _explain(context, layer.name, *prepared)
+    for layer, runner, feeds, target_out in rerunnable_origins(context, WEIGHT_AXIS):
+        found = _explain(context, layer.name, runner, feeds, target_out)
         if found is not None:
             context.claim(layer.name)
             yield found
 
 
-def _explain(context: Context, name: str, runner, feeds, used, target_out) -> Finding | None:
+def _explain(context: Context, name: str, runner, feeds, target_out) -> Finding | None:
     from onnx import numpy_helper
 
     from netdiff.isolated import NodeRunner, rerun_output
