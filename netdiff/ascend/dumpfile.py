@@ -6,7 +6,8 @@ Binary layout (msaccucmp ``-v 2``, the default)::
     raw bytes of input[0..], output[0..], buffer[0..], space[0..] (no padding)
 
 and ``8 + header_len + sum(sizes) == file size``. The older "protobuf dump" (``-v 1``) is one
-``DumpData`` message with the tensor bytes inline. Both are decoded here by a small protobuf wire
+``DumpData`` message with the tensor bytes inline; Atlas nano devices write a TLV head instead
+(:mod:`netdiff.ascend.nanodump`). Both protobuf variants are decoded here by a small protobuf wire
 reader written from the ``toolkit.dumpdata`` schema (field numbers below), so no CANN install
 and no generated code are needed. Tensor bytes are never read here: records carry the absolute
 byte range, and :func:`netdiff.ascend.formats.load_record` maps it on demand.
@@ -91,7 +92,7 @@ class DumpFile:
     """The decoded header of one dump file; tensor data stays in the file."""
 
     path: Path
-    variant: str  # "binary" or "protobuf"
+    variant: str  # "binary", "protobuf" or "nano"
     version: str
     dump_time: int
     op_name: str
@@ -170,12 +171,15 @@ def _decode_dumpdata(buf, start: int, end: int) -> tuple[dict, dict[str, list[tu
 
 
 def read_header(path: str | Path) -> DumpFile:
-    """Decode the header of one dump file (binary layout first, then the inline protobuf one).
+    """Decode the header of one dump file (binary layout first, with the nano TLV head
+    (:mod:`netdiff.ascend.nanodump`) recognised by its magic, then the inline protobuf one).
 
     Raises:
         DumpFormatError: The file is too short, truncated, has an oversized header, or its
             header is not a valid ``DumpData`` message.
     """
+    from netdiff.ascend import nanodump
+
     path = Path(path)
     size = path.stat().st_size
     if size < 8:
@@ -191,6 +195,11 @@ def read_header(path: str | Path) -> DumpFile:
             binary_error = f"header length {header_len} is implausibly large (limit {MAX_HEADER})"
         else:
             header = handle.read(header_len)
+            if nanodump.is_nano(header):
+                try:
+                    return nanodump.parse_nano(path, size, header_len, header)
+                except nanodump.NanoFormatError as e:
+                    raise DumpFormatError(f"{path}: {e}") from e
             try:
                 head, groups = _decode_dumpdata(header, 0, len(header))
             except WireError as e:
@@ -246,7 +255,9 @@ def _inline_or_fail(path: Path, size: int, binary_error: str | None) -> DumpFile
 
 
 def plausible_dump(path: Path) -> bool:
-    """Cheap check that ``path`` starts like an Ascend dump (binary header or inline DumpData)."""
+    """Cheap check that ``path`` starts like an Ascend dump (binary or nano header, or inline DumpData)."""
+    from netdiff.ascend import nanodump
+
     try:
         size = path.stat().st_size
         if size < 8:
@@ -255,6 +266,8 @@ def plausible_dump(path: Path) -> bool:
             start = handle.read(min(size, 4096))
             header_len = struct.unpack_from("<Q", start)[0]
             if 0 < header_len <= min(size - 8, 1 << 20):  # sniffing reads at most 1 MB
+                if nanodump.is_nano(start[8:12]):
+                    return True
                 header = start[8:8 + header_len] if header_len <= len(start) - 8 else \
                     start[8:] + handle.read(header_len - (len(start) - 8))
                 try:

@@ -102,9 +102,49 @@ def encode(spec: DumpSpec, inline: bool = False, packed: bool = True) -> bytes:
     return msg
 
 
+#: dump protobuf OutputDataType code -> GE DataType code (the nano head's data types)
+GE_DT = {1: 0, 2: 1, 3: 2, 4: 4, 5: 6, 6: 7, 7: 3, 8: 9, 9: 8, 10: 10, 11: 12, 12: 11, 16: 16, 17: 17, 27: 27, 29: 30}
+
+
+def _u32(value: int) -> bytes:
+    return struct.pack("<I", value & 0xFFFFFFFF)
+
+
+def _u64(value: int) -> bytes:
+    return struct.pack("<Q", value & 0xFFFFFFFFFFFFFFFF)
+
+
+def _tlnv(tag: int, payload: bytes) -> bytes:
+    return _u32(tag) + _u32(len(payload)) + payload
+
+
+def nano_head(spec: DumpSpec, version: int = 1) -> bytes:
+    """The TLV head of a nano dump (Atlas nano devices), field by field from the layout description."""
+    def entries(s: Spec, output: bool, index: int) -> bytes:
+        size = len(s.data) if s.size is None else s.size
+        fixed = _u32(GE_DT.get(s.data_type, s.data_type)) + _u32(s.format) + _u32(0)
+        if output:
+            original_index = s.original_op[1] if s.original_op else 0
+            fixed += _u32(original_index) + _u32(GE_DT.get(s.data_type, s.data_type)) + _u32(s.format)
+        fixed += _u64(0xC0000000 + 4096 * index) + _u64(0) + _u64(size)
+        tlvs = _tlnv(0, b"".join(_u64(d) for d in s.shape))
+        if s.original_shape:
+            tlvs += _tlnv(1, b"".join(_u64(d) for d in s.original_shape))
+        if output and s.original_op:
+            tlvs += _tlnv(2, s.original_op[0].encode())
+        return fixed + _u32(len(tlvs)) + tlvs
+
+    inputs = _u32(len(spec.inputs)) + b"".join(entries(s, False, i) for i, s in enumerate(spec.inputs))
+    outputs = _u32(len(spec.outputs)) + b"".join(entries(s, True, i) for i, s in enumerate(spec.outputs))
+    return _u32(0x5A5A5A5A) + _u32(version) + _tlnv(4, inputs) + _tlnv(5, outputs)
+
+
 def file_bytes(spec: DumpSpec, variant: str = "binary", packed: bool = True) -> bytes:
     if variant == "protobuf":
         return encode(spec, inline=True, packed=packed)
+    if variant == "nano":
+        head = nano_head(spec)
+        return struct.pack("<Q", len(head)) + head + b"".join(s.data for s in spec.inputs + spec.outputs)
     header = encode(spec, inline=False, packed=packed)
     body = b"".join(s.data for s in spec.inputs) + b"".join(s.data for s in spec.outputs) + \
         b"".join(s.data for s in spec.buffers)

@@ -27,7 +27,7 @@ PLAIN_CASES = [
 ]
 
 
-@pytest.mark.parametrize("variant", ["binary", "protobuf"])
+@pytest.mark.parametrize("variant", ["binary", "protobuf", "nano"])
 @pytest.mark.parametrize("dtype_name,np_dtype", PLAIN_CASES)
 def test_plain_dtypes_round_trip_exactly(tmp_path, variant, dtype_name, np_dtype):
     if np_dtype is np.bool_:
@@ -42,7 +42,8 @@ def test_plain_dtypes_round_trip_exactly(tmp_path, variant, dtype_name, np_dtype
     spec = w.DumpSpec("block/add.1", outputs=[w.Spec(x.tobytes(), w.DT[dtype_name], w.FMT["ND"], x.shape)])
     _write_one(tmp_path, spec, variant=variant)
     dump = read_dump(tmp_path)
-    t = dump["block/add.1"]
+    # a nano head has no op name: the op is named by its (escaped) file name
+    t = dump["block/add.1" if variant != "nano" else w.escape("block/add.1")]
     got = t.load()
     assert t.dtype == np.dtype(np_dtype).name and t.shape == x.shape and t.layout == "ND"
     assert got.dtype == x.dtype and np.array_equal(got, x)
@@ -338,3 +339,40 @@ def test_device_address_and_offset_fields_are_ignored(tmp_path):
     assert record.op_name == "Mul_1" and record.outputs[0].shape == (2, 3)
     dump = read_dump(tmp_path, format="ascend")
     assert np.array_equal(dump["Mul_1"].load(), y)
+
+
+def test_nano_dump_nc1hwc0_inputs_outputs_and_origin_name(tmp_path):
+    """Atlas nano devices write a TLV head: same tensors, GE data type codes, origin names in the head."""
+    x = (RNG.standard_normal((1, 20, 5, 7)) * 10).astype(np.float16)
+    dev = w.to_nc1hwc0(x, 16)
+    i0 = RNG.standard_normal((1, 3, 5, 7)).astype(np.float32)
+    spec = w.DumpSpec("", outputs=[w.Spec(dev.tobytes(), w.DT["float16"], w.FMT["NC1HWC0"], dev.shape, x.shape,
+                                          original_op=("/conv1/Conv", 0))],
+                      inputs=[w.Spec(i0.tobytes(), w.DT["float32"], w.FMT["NCHW"], i0.shape)])
+    d = w.dump_dir(tmp_path)
+    path = d / "Conv2D.conv1_Conv.3.1.1690000000000000"
+    path.write_bytes(w.file_bytes(spec, "nano"))
+    header = read_header(path)
+    assert header.variant == "nano" and header.version == "1"
+    assert header.outputs[0].original_op == ("/conv1/Conv", 0) and header.outputs[0].original_shape == x.shape
+    assert header.outputs[0].offset == header.inputs[0].offset + i0.nbytes
+    assert detect_format(tmp_path) == "ascend"
+    dump = read_dump(tmp_path)
+    t = dump["conv1_Conv"]
+    assert t.shape == x.shape and t.layout == "NCHW" and t.meta["dump_variant"] == "nano"
+    assert t.meta["original_op"] == ["/conv1/Conv", 0]
+    np.testing.assert_array_equal(t.load(), x)
+    np.testing.assert_array_equal(dump["conv1_Conv:input:0"].load(), i0)
+
+
+@pytest.mark.parametrize("cut", [1, 100])
+def test_nano_dump_truncated_is_one_unreadable_op(tmp_path, cut):
+    x = np.arange(64, dtype=np.float32)
+    good = w.DumpSpec("", outputs=[w.Spec(x.tobytes(), w.DT["float32"], w.FMT["ND"], x.shape)])
+    d = w.dump_dir(tmp_path)
+    (d / "Relu.ok.1.1.1690000000000000").write_bytes(w.file_bytes(good, "nano"))
+    (d / "Relu.cut.1.1.1690000000000001").write_bytes(w.file_bytes(good, "nano")[:-cut])
+    dump = read_dump(tmp_path)
+    np.testing.assert_array_equal(dump["ok"].load(), x)
+    with pytest.raises(DumpFormatError, match="truncated nano dump"):
+        dump["cut"].load()

@@ -90,6 +90,8 @@ def seed_npz_compressed(root: Path) -> Seed:
 # ------------------------------------------------------------------ ascend
 
 def _ascend_specs():
+    import dataclasses
+
     import ascend_dump_writer as w
 
     rng = np.random.default_rng(4)
@@ -101,7 +103,9 @@ def _ascend_specs():
     fc = w.Spec(rng.integers(-5, 5, 10).astype(np.int8).tobytes(), w.DT["int8"], w.FMT["ND"], (1, 10))
     return [("Conv2D", w.DumpSpec("conv1", outputs=[conv], inputs=[inp]), "binary"),
             ("Relu", w.DumpSpec("relu/1", outputs=[relu]), "binary"),
-            ("MatMul", w.DumpSpec("fc", outputs=[fc]), "protobuf")]
+            ("MatMul", w.DumpSpec("fc", outputs=[fc]), "protobuf"),
+            ("Conv2D", w.DumpSpec("conv2", outputs=[dataclasses.replace(conv, original_op=("conv2", 0))], inputs=[inp]),
+             "nano")]
 
 
 def _random_spec(rng: Random, spec, variant: str) -> bytes:
