@@ -9,7 +9,9 @@ Rules, in order (the first that applies wins, and every Match records which):
    the earlier writers are marked not observable.
 4. ``exact``: identical names.
 5. ``normalized``: names equal after toolchain escaping (``/ . \\ : space -`` to ``_``), ignoring case.
-6. ``truncated``: the target cuts names at a known length and the cut name is the prefix of
+6. ``original-op``: the target's reader recorded the original framework op the tensor holds
+   (``meta["original_op"] = [name, output_index]``, e.g. an Ascend dump header's ``original_op``).
+7. ``truncated``: the target cuts names at a known length and the cut name is the prefix of
    exactly one reference name.
 
 Nothing is ever paired by substring or by position. A reference tensor claimed twice keeps its
@@ -200,6 +202,11 @@ def _pair(tensor: Tensor, index: _ReferenceIndex, mapping: dict[str, str], by_bl
             name, how = index.resolve(node, int(k))
     if name is not None:
         return name, how, f"{how} name"
+    original = tensor.meta.get("original_op") if tensor.meta else None
+    if isinstance(original, (list, tuple)) and len(original) == 2 and isinstance(original[0], str) and original[0]:
+        name, _ = index.resolve(original[0], int(original[1]) if isinstance(original[1], int) else 0)
+        if name is not None:
+            return name, "original-op", f"the dump header names its original op {original[0]!r}"
     if isinstance(limit, int) and len(tensor.name) == limit:
         candidates = [n for n in index.dump.names if n.startswith(tensor.name) or
                       normalize_name(n).startswith(normalize_name(tensor.name))]

@@ -171,8 +171,8 @@ class Match:
     Attributes:
         reference: Reference tensor name, or None when only the target has it.
         target: Target tensor name, or None when only the reference has it.
-        method: How they were paired: "exact", "normalized", "map", "fusion-map",
-            "content" (re-aligned by a content check) or "unmatched".
+        method: How they were paired: "exact", "normalized", "map", "fusion-map", "blob",
+            "original-op", "truncated", "content" (re-aligned by a content check) or "unmatched".
         transform: Layout transform applied to the target.
         reason: One sentence on why (or why not) they were paired.
         alternatives: Other transforms that fit the shapes equally well; the comparison

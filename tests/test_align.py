@@ -143,3 +143,20 @@ def test_tensor_name_wins_over_a_node_of_the_same_name():
     tgt = dump(dense_20=a, dense_2=a)
     pairs = {m.target: (m.reference, m.method) for m in align_dumps(ref, tgt).pairs}
     assert pairs == {"dense_20": ("dense_20", "exact"), "dense_2": ("dense_2", "exact")}
+
+
+def test_original_op_from_a_dump_header_pairs_renamed_tensors():
+    """A fused op named by the converter (no name rule applies) is paired through the original op its
+    dump header names; a name rule still wins when it applies."""
+    a = np.ones((1, 4), np.float32)
+    ref = Dump({name: Tensor.from_array(name, a, meta={"node": node, "output_index": 0})
+                for name, node in [("/relu1/Relu_output_0", "/relu1/Relu"), ("/fc/Gemm_output_0", "/fc/Gemm")]})
+    tgt = Dump({"conv1conv1_reluconv1_bn": Tensor.from_array("conv1conv1_reluconv1_bn", a,
+                                                             meta={"original_op": ["/relu1/Relu", 0]}),
+                "/fc/Gemm_output_0": Tensor.from_array("/fc/Gemm_output_0", a, meta={"original_op": ["elsewhere", 0]}),
+                "stray": Tensor.from_array("stray", a, meta={"original_op": ["not_in_reference", 0]})})
+    al = align_dumps(ref, tgt)
+    by_target = {m.target: (m.reference, m.method) for m in al.matches if m.target}
+    assert by_target["conv1conv1_reluconv1_bn"] == ("/relu1/Relu_output_0", "original-op")
+    assert by_target["/fc/Gemm_output_0"] == ("/fc/Gemm_output_0", "exact")
+    assert by_target["stray"] == (None, "unmatched")
