@@ -87,9 +87,9 @@ def _explain(context: Context, name: str, runner: Any, feeds: dict[str, np.ndarr
         if out is not None:
             scores.append((cosine(out, target_out), trial))
     as_own = next((c for c, t in scores if t == own), None)
-    if as_own is None:
+    best_cos = max((c for c, _ in scores if c == c), default=None)  # NaN: a side is all zero
+    if as_own is None or best_cos is None or as_own != as_own:
         return None
-    best_cos = max(c for c, _ in scores if c == c)
     # conventions that sample identically here tie: name the one closest to the reference's
     tied = [t for c, t in scores if c >= best_cos - 1e-9]
     best = min(tied, key=lambda t: sum(t.get(k) != v for k, v in own.items()))

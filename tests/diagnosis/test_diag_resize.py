@@ -95,3 +95,20 @@ def test_upsample_samples_like_asymmetric_floor() -> None:
     assert resize_attributes(node) == {"mode": "nearest", "coordinate_transformation_mode": "asymmetric",
                                        "nearest_mode": "floor"}
     assert resize_attributes(helper.make_node("Upsample", ["x", "s"], ["y"], mode="bilinear"))["mode"] == "linear"
+
+
+def test_all_zero_target_is_a_dead_output_not_a_convention(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A target Resize that outputs zeros has no cosine with any convention: named dead, no rule fails."""
+    from netdiff.manifest import write_dump
+    from netdiff.runners.onnxrt import OnnxModel
+    from netdiff.types import Dump, Tensor
+
+    ref = _model(tmp_path / "ref.onnx", HALF_PIXEL)
+    dump = OnnxModel(ref).run({"input": INPUT})
+    tensors = {n: (Tensor.from_array(n, np.zeros(t.shape, np.float32)) if n in ("up", "out")
+                   else Tensor.from_array(n, t.load())) for n, t in dump.tensors.items()}
+    write_dump(Dump(tensors), tmp_path / "zeros")
+    report = netdiff.compare(ref, tmp_path / "zeros", {"input": INPUT})
+    assert report.first_divergence == "up" and _finding(report) is None
+    assert [(f.kind, f.layer) for f in report.findings] == [("dead_output", "up")]
+    assert not [r for r in caplog.records if "rule" in r.getMessage() and "failed" in r.getMessage()]
