@@ -41,12 +41,12 @@ def resize_semantics(context: Context) -> Iterator[Finding]:
 
 
 def conventions(mode: str) -> list[dict[str, Any]]:
-    """Resize attribute sets to try for a reference resize of ``mode`` (nearest, linear, cubic)."""
-    if mode == "nearest":
-        trials = [{"mode": "nearest", "coordinate_transformation_mode": c, "nearest_mode": n}
-                  for c in COORDINATE_MODES for n in NEAREST_MODES]
-    else:
-        trials = [{"mode": "linear", "coordinate_transformation_mode": c} for c in COORDINATE_MODES]
+    """Resize attribute sets to try for a reference resize of ``mode`` (nearest, linear, cubic):
+    every nearest and linear convention (converters also swap the interpolation, e.g. to a
+    nearest-only Upsample), and the cubic ones for a cubic reference."""
+    trials: list[dict[str, Any]] = [{"mode": "nearest", "coordinate_transformation_mode": c, "nearest_mode": n}
+                                    for c in COORDINATE_MODES for n in NEAREST_MODES]
+    trials += [{"mode": "linear", "coordinate_transformation_mode": c} for c in COORDINATE_MODES]
     if mode == "cubic":
         trials += [{"mode": "cubic", "coordinate_transformation_mode": c, "cubic_coeff_a": a}
                    for c in COORDINATE_MODES for a in (-0.75, -0.5)]
@@ -126,9 +126,12 @@ def _fix(context: Context, own: dict[str, Any], best: dict[str, Any]) -> str:
     }.get(target_mode, f"the target uses {target_mode}")
     if best.get("nearest_mode") != own.get("nearest_mode") and target_mode == own["coordinate_transformation_mode"]:
         hint = f"the target rounds nearest neighbours with {best['nearest_mode']}"
+    if best["mode"] != own["mode"]:
+        hint = f"the target interpolates {best['mode']} ({target_mode}), the model {own['mode']}"
     return pick(context,
-                nnie=f"{hint}: NNIE's Upsample/Interp have one fixed convention; export the model with the "
-                     "same convention (e.g. align_corners) or replace the resize by a Deconvolution with fixed weights",
+                nnie=f"{hint}: NNIE's Upsample (nearest) and Interp (bilinear, corners aligned) have fixed "
+                     "conventions; export the model with the same one, or replace the resize by a Deconvolution "
+                     "with fixed weights",
                 generic=f"{hint}: make both sides use one convention: export the model with the target's "
                         "(e.g. align_corners in F.interpolate) or set the converter's resize mode to the model's")
 

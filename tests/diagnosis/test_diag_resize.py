@@ -79,6 +79,16 @@ def test_same_convention_with_upstream_error_is_not_blamed_on_the_resize(tmp_pat
     assert not clean.diverged and clean.findings == []
 
 
+def test_bilinear_converted_to_nearest_is_named(tmp_path: Path) -> None:
+    """A converter that only has a nearest upsample (NNIE's Upsample layer) in place of bilinear."""
+    nearest = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+    report = netdiff.compare(_model(tmp_path / "ref.onnx", HALF_PIXEL), _model(tmp_path / "tgt.onnx", nearest),
+                             {"input": INPUT})
+    found = _finding(report)
+    assert found is not None and found.layer == "up" and found.evidence["target_matches"]["mode"] == "nearest"
+    assert "interpolates nearest" in found.suggestion
+
+
 @pytest.mark.parametrize("attrs, expected", [
     ({}, {"mode": "nearest", "coordinate_transformation_mode": "half_pixel", "nearest_mode": "round_prefer_floor"}),
     ({"mode": "linear", "coordinate_transformation_mode": "align_corners"}, ALIGN_CORNERS),
