@@ -182,17 +182,50 @@ def test_unnamed_nodes_get_stable_names_and_every_tensor_is_captured(tmp_path):
     assert np.array_equal(dump["b"].load(), [[-1, 0, -3, 0]])
 
 
-def test_capture_from_file_bytes_equals_capture_from_the_proto(cnn_path, cnn_input_path):
-    """Outputs are appended to the model file's own bytes (no re-serialization): same tensors, same values."""
+def test_capture_from_the_mapped_file_equals_capture_from_the_proto(cnn_path, cnn_input_path):
+    """The weights stay in the memory-mapped file (a skeleton goes to onnxruntime, the initializers
+    as views of the map): same tensors, bit-identical values, and the full model is still there."""
     import onnx
+    from onnx import numpy_helper
 
     from netdiff.runners.onnxrt import OnnxModel
 
     x = {"input": np.load(cnn_input_path)}
     from_file = OnnxModel(cnn_path)
     a = from_file.run(x)
-    assert from_file._raw is not None
+    skeleton = from_file._skeleton
+    assert skeleton and skeleton.weights and from_file._model is None  # the weights were never read into Python
+    assert len(skeleton.data) < cnn_path.stat().st_size / 2
     b = OnnxModel.from_proto(onnx.load(str(cnn_path))).run(x)
     assert a.names == b.names
     for t in a:
         assert np.array_equal(t.load(), b[t.name].load()), t.name
+    full = {i.name: numpy_helper.to_array(i) for i in from_file.onnx_model().graph.initializer}
+    assert set(skeleton.weights) <= set(full) and all(full[n].size for n in skeleton.weights)
+
+
+def test_capture_keeps_typed_and_small_initializers_inline(tmp_path):
+    """Initializers stored as float_data (not raw bytes) or smaller than the mapping threshold stay in the skeleton."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from netdiff.runners.onnxrt import OnnxModel
+
+    rng = np.random.default_rng(3)
+    big = rng.standard_normal((64, 64)).astype(np.float32)
+    typed = helper.make_tensor("typed", TensorProto.FLOAT, [64, 64], big.T.ravel().tolist())  # float_data
+    raw = helper.make_tensor("raw", TensorProto.FLOAT, [64, 64], big.tobytes(), raw=True)
+    scale = np.linspace(0.5, 2.0, 64).astype(np.float32)  # 256 bytes: below the mapping threshold
+    small = helper.make_tensor("small", TensorProto.FLOAT, [64], scale.tobytes(), raw=True)
+    nodes = [helper.make_node("MatMul", ["x", "typed"], ["a"]), helper.make_node("MatMul", ["a", "raw"], ["b"]),
+             helper.make_node("Mul", ["b", "small"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])], [typed, raw, small])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    x = rng.standard_normal((1, 64)).astype(np.float32)
+    model = OnnxModel(path)
+    dump = model.run({"x": x})
+    assert set(model._skeleton.weights) == {"raw"}
+    np.testing.assert_allclose(dump["a"].load(), x @ big.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dump["y"].load(), (x @ big.T @ big) * scale, rtol=1e-4, atol=1e-4)

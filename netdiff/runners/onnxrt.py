@@ -44,7 +44,7 @@ class OnnxModel(Model):
     def __init__(self, path: str | Path | None = None, model: Any = None, **options: Any) -> None:
         super().__init__(path or "<in-memory model>", **options)
         self._model = model
-        self._raw: bytes | None = None  # the file's bytes when they hold the whole model
+        self._skeleton: Any = None if model is None else False  # a Skeleton, or False when not available
         self._capture: tuple[Any, list[NodeOutput]] | None = None
 
     @classmethod
@@ -54,20 +54,37 @@ class OnnxModel(Model):
         return instance
 
     def onnx_model(self) -> Any:
+        """The whole ModelProto, weights included (loaded on first use)."""
         if self._model is None:
-            self._model, self._raw = load_onnx_and_bytes(self.path)
+            self._model = load_onnx(self.path)
         return self._model
 
+    def structure(self) -> Any:
+        """A ModelProto with the graph, inputs and outputs; its large weights may be left out
+        (the mapped skeleton, see :mod:`netdiff.runners.onnx_skeleton`)."""
+        skeleton = self._mapped()
+        return skeleton.model if skeleton else self.onnx_model()
+
+    def _mapped(self) -> Any:
+        if self._skeleton is None:
+            from netdiff.runners.onnx_skeleton import open_skeleton
+
+            try:
+                self._skeleton = open_skeleton(self.path) or False
+            except Exception as e:  # protobuf DecodeError, WireError: not an ONNX file
+                raise ModelError(f"{self.path}: not a readable ONNX model ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
+        return self._skeleton
+
     def input_specs(self) -> list[InputSpec]:
-        return graph_input_specs(self.onnx_model())
+        return graph_input_specs(self.structure())
 
     def describe(self) -> dict[str, Any]:
-        model = self.onnx_model()
+        model = self.structure()
         return {"path": str(self.path), "format": self.name, "kind": "model", "nodes": len(model.graph.node),
                 "opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None)}
 
     def _run(self, feeds: dict[str, np.ndarray], on_tensor: Callable[[str], None] | None) -> Dump:
-        model = self.onnx_model()
+        model = self.structure()
         specs = {s.name: s for s in graph_input_specs(model)}
         check_feeds(feeds, specs)
         session, outputs = self._capture_session()
@@ -95,25 +112,25 @@ class OnnxModel(Model):
         """The session with every node output as a graph output, built once per model object
         (building it costs more than a run of a small model)."""
         if self._capture is None:
-            model = self.onnx_model()
+            model = self.structure()
             outputs = node_outputs(model)
             names = [o.name for o in outputs]
-            if self._raw is not None:  # append the outputs to the file's own bytes: no copy, no re-serialization
-                session = make_session_from_bytes(self._raw + graph_outputs_patch(model, names))
-            else:
+            skeleton = self._mapped()
+            if skeleton:  # the weights stay in the mapped file
+                try:
+                    session = skeleton.session(graph_outputs_patch(model, names), _session_options(False))
+                except ModelError as e:
+                    raise ModelError(f"{self.path}: {e}") from e
+                except Exception as e:  # onnxruntime's own exception types
+                    raise ModelError(f"onnxruntime cannot load the model: {str(e).splitlines()[0]}") from e
+            else:  # external data, or a file that cannot be mapped
                 session = make_session(with_all_outputs(model, names))
             self._capture = (session, outputs)
         return self._capture
 
 
 def load_onnx(path: str | Path) -> Any:
-    """Load an ONNX model (external data included) or raise ModelError."""
-    return load_onnx_and_bytes(path)[0]
-
-
-def load_onnx_and_bytes(path: str | Path) -> tuple[Any, bytes | None]:
-    """Load an ONNX model (external data included) and, when the file holds the whole model (no
-    external data), also its bytes, which sessions can take without re-serializing the model.
+    """Load an ONNX model, external data included.
 
     Raises:
         ModelError: The file is unreadable, not an ONNX model, or its external data is missing.
@@ -122,15 +139,14 @@ def load_onnx_and_bytes(path: str | Path) -> tuple[Any, bytes | None]:
 
     path = Path(path)
     try:
-        raw = path.read_bytes()
         model = onnx.ModelProto()
-        model.ParseFromString(raw)
+        model.ParseFromString(path.read_bytes())
         if any(uses_external_data(t) for t in _all_tensors(model.graph)):
             load_external_data_for_model(model, str(path.parent))
-            return model, None
-        return model, raw if len(raw) < 2**31 else None
+        return model
     except FileNotFoundError as e:
-        raise ModelError(f"{path}: external data file missing ({e.filename})") from e
+        missing = "model file" if Path(e.filename or "") == path else "external data file"
+        raise ModelError(f"{path}: {missing} missing ({e.filename})") from e
     except Exception as e:  # protobuf DecodeError and friends
         raise ModelError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
 
@@ -248,14 +264,6 @@ def _session_options(optimize: bool) -> Any:
     # more at session creation (~25 % on a ResNet-18) than it saves
     options.add_session_config_entry("session.disable_prepacking", "1")
     return options
-
-
-def make_session_from_bytes(data: bytes, optimize: bool = False) -> Any:
-    """Create a CPU InferenceSession from a serialized model."""
-    try:
-        return ort.InferenceSession(data, _session_options(optimize), providers=["CPUExecutionProvider"])
-    except Exception as e:
-        raise ModelError(f"onnxruntime cannot load the model: {str(e).splitlines()[0]}") from e
 
 
 def make_session(model: Any, optimize: bool = False) -> Any:

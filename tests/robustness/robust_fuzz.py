@@ -170,6 +170,15 @@ def _read_case(seed, path: Path) -> str:
     """Read ``path`` as ``seed``'s format and load everything; return valid/partial (or raise)."""
     import numpy as np
 
+    if seed.reader == "onnx":  # the ONNX runner: skeleton + memory-mapped weights
+        from netdiff.inputs import resolve_feeds
+        from netdiff.runners.onnxrt import OnnxModel
+
+        model = OnnxModel(path)
+        feeds, _ = resolve_feeds(model.input_specs(), None, seed=0)
+        for tensor in model.run(feeds):
+            np.sum(np.asarray(tensor.load()), dtype=np.float64)
+        return "valid"
     if seed.reader == "caffe":
         from netdiff.caffe.net import load_net
 

@@ -296,12 +296,48 @@ def seed_caffe(root: Path) -> Seed:
                 regen={"net.caffemodel": _random_caffemodel})
 
 
+# ------------------------------------------------------------------ onnx models (the runner's mapped-weights path)
+
+def _onnx_model(rng: Random | None = None) -> bytes:
+    """Conv (weights above the mapping threshold) -> Relu -> Gemm; ``rng`` makes header fields absurd."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nrng = np.random.default_rng(5)
+    w = numpy_helper.from_array(nrng.standard_normal((16, 3, 3, 3)).astype(np.float32), "w")
+    fc = numpy_helper.from_array(nrng.standard_normal((5, 16 * 6 * 6)).astype(np.float32), "fc")
+    if rng is not None:
+        for tensor in rng.sample([w, fc], rng.randint(1, 2)):
+            what = rng.choice(["dims", "data_type", "raw_data", "name"])
+            if what == "dims":
+                tensor.dims[rng.randrange(len(tensor.dims))] = min(rng.choice(ABSURD), (1 << 63) - 1)
+            elif what == "data_type":
+                tensor.data_type = rng.choice([0, 2, 7, 8, 9, 10, 11, 16, 40, 1 << 20])
+            elif what == "raw_data":
+                tensor.raw_data = tensor.raw_data[:rng.randint(0, len(tensor.raw_data))]
+            else:
+                tensor.name = rng.choice(["", "x", "w", "fc"])
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"), helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Flatten", ["r"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "fc"], ["y"], name="fc", transB=1)]
+    graph = helper.make_graph(nodes, "fuzz", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], [w, fc])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+
+
+def seed_onnx(root: Path) -> Seed:
+    d = root / "onnx"
+    d.mkdir()
+    (d / "model.onnx").write_bytes(_onnx_model())
+    return Seed(d / "model.onnx", "onnx", regen={"model.onnx": _onnx_model})
+
+
 #: Reader key -> seed builders (several seeds per reader where the format has variants).
 SEEDS: dict[str, list[Callable[[Path], Seed]]] = {
     "netdiff": [seed_netdiff],
     "npy-dir": [seed_npy_dir],
     "npz": [seed_npz, seed_npz_compressed],
     "ascend": [seed_ascend],
+    "onnx": [seed_onnx],
     "nnie-mapper": [seed_nnie_mapper],
     "nnie-caffe": [seed_nnie_caffe],
     "nnie-sim": [seed_nnie_sim],

@@ -1,4 +1,4 @@
-"""Fuzz every reader and the Caffe loader: mutated valid dumps give a result or a NetdiffError, never a crash.
+"""Fuzz every reader, the Caffe loader and the ONNX runner: mutated valid inputs give a result or a NetdiffError, never a crash.
 
 CI runs 60 cases per reader; ``NETDIFF_FUZZ_FULL=1`` runs 1,000 (numbers in docs/robustness.md).
 """
