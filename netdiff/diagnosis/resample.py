@@ -132,8 +132,8 @@ def _fix(context: Context, own: dict[str, Any], best: dict[str, Any]) -> str:
                 nnie=f"{hint}: NNIE's Upsample (nearest) and Interp (bilinear, corners aligned) have fixed "
                      "conventions; export the model with the same one, or replace the resize by a Deconvolution "
                      "with fixed weights",
-                generic=f"{hint}: make both sides use one convention: export the model with the target's "
-                        "(e.g. align_corners in F.interpolate) or set the converter's resize mode to the model's")
+                generic=f"{hint}: make both sides sample alike: set the converter's or runtime's resize to the "
+                        f"model's {_describe(own)}, or export the model with the target's convention")
 
 
 def _resize(data: np.ndarray, shape: tuple[int, ...], attrs: dict[str, Any]) -> np.ndarray | None:

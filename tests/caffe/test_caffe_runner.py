@@ -184,3 +184,36 @@ def test_caffe_net_runs_at_another_batch_than_declared(tmp_path):
     one = model.run({"data": x[:1]})["fc"].load()
     assert one.shape == (1, 4) and np.allclose(one, full[:1], atol=1e-5)
     assert model.onnx_model().graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
+
+
+INTERP = '''name: "interp"
+input: "data"
+input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }
+layer { name: "up" type: "Interp" bottom: "conv1" top: "up" interp_param { height: 16 width: 16 } }
+layer { name: "relu" type: "ReLU" bottom: "up" top: "out" }
+'''
+
+
+def test_interp_against_a_half_pixel_target_names_the_resize_convention(tmp_path):
+    """Caffe's Interp aligns corners; a target that resized with half-pixel centres (as PyTorch's default
+    bilinear and many NPU kernels do) is named by the resize_semantics rule, from a plain dump."""
+    import netdiff
+    from netdiff.manifest import write_dump
+    from netdiff.runners.onnxrt import OnnxModel
+
+    rng = np.random.default_rng(1)
+    proto = write_model(tmp_path / "net", INTERP, {"conv1": [rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)]})
+    device = load_model(proto).onnx_model()
+    for node in device.graph.node:
+        for attribute in node.attribute:
+            if node.op_type == "Resize" and attribute.name == "coordinate_transformation_mode":
+                attribute.s = b"half_pixel"
+    x = {"data": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)}
+    write_dump(OnnxModel.from_proto(device).run(x), tmp_path / "device")
+    report = netdiff.compare(proto, tmp_path / "device", x)
+    assert report.first_divergence == "up"
+    top = report.findings[0]
+    assert (top.kind, top.layer) == ("resize_semantics", "up")
+    assert top.evidence["reference"]["coordinate_transformation_mode"] == "align_corners"
+    assert top.evidence["target_matches"]["coordinate_transformation_mode"] == "half_pixel"
