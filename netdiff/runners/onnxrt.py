@@ -72,7 +72,7 @@ class OnnxModel(Model):
             try:
                 self._skeleton = open_skeleton(self.path) or False
             except Exception as e:  # protobuf DecodeError, WireError: not an ONNX file
-                raise ModelError(f"{self.path}: not a readable ONNX model ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
+                raise ModelError(f"{self.path}: not a readable ONNX model ({_first_line(e)})") from e
         return self._skeleton
 
     def input_specs(self) -> list[InputSpec]:
@@ -92,7 +92,7 @@ class OnnxModel(Model):
         try:
             values = session.run(names, feeds)
         except Exception as e:  # onnxruntime raises its own exception types
-            raise ReferenceRunError(f"{self.path}: onnxruntime failed: {str(e).splitlines()[0]}") from e
+            raise ReferenceRunError(f"{self.path}: onnxruntime failed: {_first_line(e)}") from e
         tensors: dict[str, Tensor] = {}
         for name in specs:
             tensors[name] = Tensor.from_array(name, np.asarray(feeds[name]), op_type="Input", order=0,
@@ -122,7 +122,7 @@ class OnnxModel(Model):
                 except ModelError as e:
                     raise ModelError(f"{self.path}: {e}") from e
                 except Exception as e:  # onnxruntime's own exception types
-                    raise ModelError(f"onnxruntime cannot load the model: {str(e).splitlines()[0]}") from e
+                    raise ModelError(f"onnxruntime cannot load the model: {_first_line(e)}") from e
             else:  # external data, or a file that cannot be mapped
                 session = make_session(with_all_outputs(model, names))
             self._capture = (session, outputs)
@@ -148,7 +148,13 @@ def load_onnx(path: str | Path) -> Any:
         missing = "model file" if Path(e.filename or "") == path else "external data file"
         raise ModelError(f"{path}: {missing} missing ({e.filename})") from e
     except Exception as e:  # protobuf DecodeError and friends
-        raise ModelError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
+        raise ModelError(f"{path}: not a readable ONNX model ({_first_line(e)})") from e
+
+
+def _first_line(error: Exception) -> str:
+    """An exception's first line (onnxruntime's messages carry whole stack traces), or its type."""
+    text = str(error)
+    return text.splitlines()[0] if text.strip() else type(error).__name__
 
 
 def _all_tensors(graph: Any) -> Iterator[Any]:
@@ -278,7 +284,7 @@ def make_session(model: Any, optimize: bool = False) -> Any:
     except Exception as e:
         if isinstance(e, (ModelError, ReferenceRunError)):
             raise
-        raise ModelError(f"onnxruntime cannot load the model: {str(e).splitlines()[0]}") from e
+        raise ModelError(f"onnxruntime cannot load the model: {_first_line(e)}") from e
 
 
 def _session_via_file(model: Any, options: Any) -> Any:
