@@ -144,7 +144,8 @@ def run_simulated(model: Any, kind: str, inputs: InputsLike = None, *,
             layer.match = Match(m.reference, m.target, "content", m.transform, reason, m.alternatives)
     compared = {layer.target_name for layer in report.layers if layer.metrics is not None}
     report.meta["simulator"] = {
-        "kind": kind, "summary": sim.target.meta.get("quantization") or sim.target.meta.get("precision", ""),
+        "kind": kind, "summary": (sim.target.meta.get("quantization") or sim.target.meta.get("precision")
+                                  or _simulator_summary(kind)),
         "float_tensors": sim.target.meta.get("float_tensors", len(sim.reference)),
         "in_target": sim.target.meta.get("placed", len(sim.target)),
         "aligned": sum(1 for t in sim.target if t.op_type != "Input" and t.name in compared),
@@ -152,3 +153,9 @@ def run_simulated(model: Any, kind: str, inputs: InputsLike = None, *,
         "isolated": len(iso), "calibration": sim.calibration,
     }
     return report
+
+
+def _simulator_summary(kind: str) -> str:
+    from netdiff.simulators import get_simulator
+
+    return get_simulator(kind).summary
