@@ -18,7 +18,11 @@ def inspect_source(source: str | Path, inputs: InputsLike = None, *, format: str
     from netdiff.pipeline import _open_side, open_source
     from netdiff.progress import NullProgress
 
+    from netdiff.runners.onnxrt import OnnxModel
+
     opened = open_source(source, format, options)
+    if not stats and not inputs and isinstance(opened, OnnxModel):
+        return _graph_rows(opened)
     side = _open_side(opened, inputs, seed, NullProgress(), None)
     dump = side.dump
     rows = []
@@ -32,6 +36,45 @@ def inspect_source(source: str | Path, inputs: InputsLike = None, *, format: str
         rows.append(cells)
     extra = f", target-only {len(dump.target_only)}" if dump.target_only else ""
     return rows, f"{dump.source} [{dump.format}]: {len(dump)} tensors{extra}"
+
+
+def _graph_rows(model: Any) -> tuple[list[list[str]], str]:
+    """An ONNX model's tensors without running it: shapes and types from ONNX shape inference
+    (dynamic dimensions by name; ``?`` where only a run would tell)."""
+    from netdiff.runners.onnxrt import graph_input_specs, node_outputs
+
+    structure = model.structure()
+    known = _inferred_types(structure)
+    rows = [["0", spec.name, "Input", str(list(spec.shape)), spec.dtype, "", "", "", "", ""]
+            for spec in graph_input_specs(structure)]
+    for out in node_outputs(structure):
+        shape, dtype = known.get(out.name, ("?", "?"))
+        rows.append([str(out.order), out.name, out.op_type, shape, dtype, "", "", "", "", ""])
+    return rows, f"{model.path} [onnx model, not run]: {len(rows)} tensors (shapes from ONNX shape inference)"
+
+
+def _inferred_types(model: Any) -> dict[str, tuple[str, str]]:
+    """Tensor name -> (shape text, numpy dtype name) from ONNX shape inference (best effort)."""
+    import onnx
+    from onnx import helper
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # inference is best effort: declared outputs remain
+        inferred = model
+    known = {}
+    for value in (*inferred.graph.value_info, *inferred.graph.output):
+        tensor_type = value.type.tensor_type
+        if not value.type.HasField("tensor_type"):
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor_type.shape.dim]
+        shape = str(dims) if tensor_type.HasField("shape") else "?"
+        try:
+            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)).name
+        except (KeyError, TypeError, ValueError):
+            dtype = "?"
+        known[value.name] = (shape, dtype)
+    return known
 
 
 def _stats(tensor: Any) -> list[str]:

@@ -38,6 +38,28 @@ def test_inspect_model_and_dump(tmp_path, cnn_path, cnn_input_path, capsys):
     assert "/features/conv1/Conv_output_0" in out and "[1, 16, 32, 32]" in out
 
 
+def test_inspect_prints_names_from_files_literally(tmp_path, capsys):
+    """Tensor names come from files: rich markup in them is text, not styling (nor an error)."""
+    d = tmp_path / "dump"
+    d.mkdir()
+    np.save(d / "[bold]x.npy", np.ones(3, np.float32))
+    np.save(d / "[_].npy", np.zeros(2, np.float32))
+    assert main(["inspect", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert "[bold]x" in out and "[_]" in out and "[npy-dir]" in out
+
+
+def test_inspect_no_stats_lists_a_dynamic_model_without_running_it(capsys):
+    from pathlib import Path
+
+    model = Path(__file__).resolve().parents[1] / "fixtures" / "mtcnn" / "rnet.onnx"
+    assert main(["inspect", str(model)]) == 2  # running needs a concrete input
+    capsys.readouterr()
+    assert main(["inspect", str(model), "--no-stats"]) == 0
+    out = capsys.readouterr().out
+    assert "not run" in out and "['N', 28, 22, 22]" in out and "convolution_output2" in out
+
+
 def test_demo_finds_planted_fault(tmp_path, capsys):
     rc = main(["demo", "--out", str(tmp_path / "demo"), "--json", str(tmp_path / "r.json")])
     out = capsys.readouterr().out

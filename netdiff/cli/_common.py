@@ -21,10 +21,11 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the random input u
 
 
 def console(stderr: bool = False) -> Any:
-    """A rich console (plain when not a terminal)."""
+    """A rich console (plain when not a terminal). Markup is off: tensor, layer and file names come
+    from the inputs and must print as they are ("[bold]x" is a valid name); style with Text objects."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False,
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, markup=False,
                    width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "140")))
 
 
