@@ -41,8 +41,8 @@ class RichProgress:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress as _Bar, TextColumn, TimeElapsedColumn
 
-        self._bar = _Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                         console=Console(stderr=True), transient=True)
+        self._bar = _Bar(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                         TimeElapsedColumn(), console=Console(stderr=True, markup=False), transient=True)
         self._task = None
 
     def start(self, task: str, total: int) -> None:

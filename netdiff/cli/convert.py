@@ -23,13 +23,11 @@ def convert(
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output.")] = False,
 ) -> None:
     """Convert a dump (Ascend, NNIE, msit, RKNN, Polygraphy, npy, ...) to netdiff or Polygraphy format."""
-    from rich.console import Console
-
-    from netdiff.cli._common import parse_options
+    from netdiff.cli._common import console, parse_options
     from netdiff.convert import convert_dump
 
     result = convert_dump(dump, out, source_format=source_format, to=to, options=parse_options(option, "--option"),
                           force=force, runner_name=runner_name)
     extra = f" ({result.target_only} device-internal)" if result.target_only else ""
-    Console(highlight=False).print(f"wrote {result.tensors} tensors{extra} from {result.source_format} "
-                                   f"to {result.output} ({result.to})")
+    console().print(f"wrote {result.tensors} tensors{extra} from {result.source_format} to {result.output} "
+                    f"({result.to})")

@@ -191,7 +191,7 @@ def render_text(report: Report, width: int = 120, show_all: bool = False, color:
     import io
 
     console = Console(file=io.StringIO(), width=width, color_system="standard" if color else None,
-                      force_terminal=color, legacy_windows=False)
+                      force_terminal=color, legacy_windows=False, markup=False)
     console.print(ReportView(report, show_all=show_all))
     return console.file.getvalue()
 
