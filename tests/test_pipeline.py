@@ -191,8 +191,10 @@ def test_capture_from_the_mapped_file_equals_capture_from_the_proto(cnn_path, cn
     from netdiff.runners.onnxrt import OnnxModel
 
     x = {"input": np.load(cnn_input_path)}
+    before = cnn_path.read_bytes()
     from_file = OnnxModel(cnn_path)
     a = from_file.run(x)
+    assert cnn_path.read_bytes() == before  # mapped copy-on-write: the model file is never written
     skeleton = from_file._skeleton
     assert skeleton and skeleton.weights and from_file._model is None  # the weights were never read into Python
     assert len(skeleton.data) < cnn_path.stat().st_size / 2

@@ -103,7 +103,8 @@ def open_skeleton(path: str | Path) -> Skeleton | None:
     """
     try:
         with open(path, "rb") as handle:
-            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+            # copy-on-write: should onnxruntime ever write into an initializer, the file stays untouched
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
     except (OSError, ValueError):  # empty files, special files: the ordinary path reports them
         return None
     weights: dict[str, tuple[int, int]] = {}
