@@ -194,6 +194,7 @@ class _Fp16Quantizer:
         self.nodes = half_nodes(model, self.types, self.keep)
         self._session_key: tuple[frozenset[str], str | None] | None = None
         self._session: Any = None
+        self._halves: dict[str, Any] = {}  # float16 initializers, converted once
 
     def quantizable_nodes(self) -> list[str]:
         """Nodes that run in float16 and produce float data."""
@@ -207,7 +208,7 @@ class _Fp16Quantizer:
         keep = self.keep | set(exclude)
         if only:
             keep |= set(node_names(self.model)) - set(only)
-        return convert_to_fp16(self.model, keep, self.types)
+        return convert_to_fp16(self.model, keep, self.types, self._halves)
 
     def evaluate(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str], exclude: Collection[str] = (),
                  only: str | None = None) -> dict[str, np.ndarray]:
@@ -217,12 +218,12 @@ class _Fp16Quantizer:
         kernel for most ops and, left alone, would run whole chains of them in float32 between two
         Casts; a float16 graph output makes it round each tensor to float16 as the device does.
         """
-        from netdiff.runners.onnxrt import make_session, with_all_outputs
+        from netdiff.runners.onnxrt import make_session
 
         key = (frozenset(exclude), only)
         if self._session_key != key:
             model = self.quantize(exclude, [only] if only else None)
-            self._session = make_session(with_all_outputs(model, [o for n in model.graph.node for o in n.output if o]))
+            self._session = make_session(model, outputs=[o for n in model.graph.node for o in n.output if o])
             self._session_key = key
         return dict(zip(outputs, self._session.run(list(outputs), dict(feeds))))
 

@@ -118,7 +118,7 @@ class CaffeModel(Model):
                 "layers": len(tr.net.layers)}
 
     def _run(self, feeds: dict[str, np.ndarray], on_tensor: Callable[[str], None] | None) -> Dump:
-        from netdiff.runners.onnxrt import check_feeds, make_session, with_all_outputs
+        from netdiff.runners.onnxrt import check_feeds, make_session
 
         specs = {s.name: s for s in self.input_specs()}
         check_feeds(feeds, specs)
@@ -127,7 +127,7 @@ class CaffeModel(Model):
         self._current = tr
         feeds = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items()}
         names = [o.name for o in tr.outputs]
-        session = make_session(with_all_outputs(tr.model, names))
+        session = make_session(tr.model, outputs=names)
         try:
             values = session.run(names, feeds)
         except Exception as e:  # onnxruntime raises its own exception types

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,7 +124,7 @@ class OnnxModel(Model):
                 except Exception as e:  # onnxruntime's own exception types
                     raise ModelError(f"onnxruntime cannot load the model: {_first_line(e)}") from e
             else:  # external data, or a file that cannot be mapped
-                session = make_session(with_all_outputs(model, names))
+                session = make_session(model, outputs=names)
             self._capture = (session, outputs)
         return self._capture
 
@@ -272,14 +272,17 @@ def _session_options(optimize: bool) -> Any:
     return options
 
 
-def make_session(model: Any, optimize: bool = False) -> Any:
-    """Create a CPU InferenceSession for a ModelProto (external data handled beyond 2 GB)."""
+def make_session(model: Any, optimize: bool = False, outputs: Sequence[str] = ()) -> Any:
+    """Create a CPU InferenceSession for a ModelProto (external data handled beyond 2 GB), with
+    ``outputs`` (e.g. every node output) added to the graph outputs without copying the model."""
     options = _session_options(optimize)
     try:
         try:
             data = model.SerializeToString()
         except ValueError:  # > 2 GB: go through a temporary file with external data
-            return _session_via_file(model, options)
+            return _session_via_file(with_all_outputs(model, list(outputs)) if outputs else model, options)
+        if outputs:
+            data += graph_outputs_patch(model, list(outputs))
         return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as e:
         if isinstance(e, (ModelError, ReferenceRunError)):

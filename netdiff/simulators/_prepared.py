@@ -55,11 +55,11 @@ class PreparedTarget:
 
     def values(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the simulated model and return every named node output."""
-        from netdiff.runners.onnxrt import make_session, with_all_outputs
+        from netdiff.runners.onnxrt import make_session
 
         if self._session is None:
             self._names = [o for n in self.model.graph.node for o in n.output if o]
-            self._session = make_session(with_all_outputs(self.model, self._names))
+            self._session = make_session(self.model, outputs=self._names)
         try:
             result = self._session.run(self._names, dict(feeds))
         except Exception as e:  # onnxruntime's own exception types

@@ -61,13 +61,16 @@ def _stays_fp32(node: Any, name: str, keep: Collection[str]) -> bool:
             or node.domain not in ("", "ai.onnx"))
 
 
-def convert_to_fp16(model: Any, keep: Collection[str] = (), types: Mapping[str, int] | None = None) -> Any:
+def convert_to_fp16(model: Any, keep: Collection[str] = (), types: Mapping[str, int] | None = None,
+                    halves: dict[str, Any] | None = None) -> Any:
     """Return a float16 copy of ``model`` with float32 inputs and outputs.
 
     Args:
         model: Float ONNX ModelProto (not modified).
         keep: Op types or node names to keep in float32.
         types: Element type per tensor (default: from shape inference).
+        halves: Cache of float16 initializers by name, filled and reused across conversions of
+            the same model (sensitivity converts it once per configuration).
     """
     from onnx import helper, numpy_helper
 
@@ -91,7 +94,12 @@ def convert_to_fp16(model: Any, keep: Collection[str] = (), types: Mapping[str, 
     dtype = {name: types.get(name) for name in types}
     for name, want in wants16.items():
         if want:
-            inits[name].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(inits[name]).astype(np.float16), name))
+            half = halves.get(name) if halves is not None else None
+            if half is None:
+                half = numpy_helper.from_array(numpy_helper.to_array(inits[name]).astype(np.float16), name)
+                if halves is not None:
+                    halves[name] = half
+            inits[name].CopyFrom(half)
             dtype[name] = FLOAT16
     new_nodes: list[Any] = []
     casts: dict[tuple[str, int], str] = {}
@@ -184,7 +192,7 @@ class Fp16Target(PreparedTarget):
 
 def prepare_fp16(model: Any, keep: Collection[str] = (), max_retries: int = 32) -> Fp16Target:
     """Convert ``model`` and open its session; ops without a float16 kernel fall back to float32."""
-    from netdiff.runners.onnxrt import make_session, with_all_outputs
+    from netdiff.runners.onnxrt import make_session
 
     keep = set(keep)
     types = elem_types(model)
@@ -194,7 +202,7 @@ def prepare_fp16(model: Any, keep: Collection[str] = (), max_retries: int = 32) 
         target = Fp16Target(model, converted, {"fp32_nodes": len(fallback), "precision": "float16"})
         try:
             target._names = [o for n in converted.graph.node for o in n.output if o]
-            target._session = make_session(with_all_outputs(converted, target._names))
+            target._session = make_session(converted, outputs=target._names)
             if fallback:
                 target.meta["fp32_fallback"] = ",".join(fallback)
             return target
