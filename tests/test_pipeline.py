@@ -157,8 +157,36 @@ def test_external_data_model(tmp_path, cnn_path, cnn_input_path):
     assert (path.parent / "weights.bin").stat().st_size > 10_000 and path.stat().st_size < 10_000
     report = netdiff.compare(path, cnn_path, cnn_input_path)
     assert report.summary()["compared"] == len(report.layers) and not report.failed
+    from netdiff.runners.onnxrt import OnnxModel
+
+    runner = OnnxModel(path)
+    inline = OnnxModel(cnn_path).run({"input": np.load(cnn_input_path)})
+    mapped = runner.run({"input": np.load(cnn_input_path)})
+    assert runner._skeleton and len(runner._skeleton.weights) == len(model.graph.initializer)  # mapped from weights.bin
+    assert all(np.array_equal(t.load(), inline[t.name].load()) for t in mapped)
     (path.parent / "weights.bin").unlink()
     assert main(["compare", str(path), str(cnn_path), "--input", str(cnn_input_path)]) == 2
+
+
+def test_external_data_outside_the_model_folder_is_refused(tmp_path, cnn_path):
+    import onnx
+
+    from netdiff.errors import ModelError
+    from netdiff.runners.onnxrt import OnnxModel
+
+    model = onnx.load(str(cnn_path))
+    (tmp_path / "models").mkdir()
+    onnx.save_model(model, str(tmp_path / "models" / "m.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="w.bin", size_threshold=0)
+    (tmp_path / "models" / "w.bin").rename(tmp_path / "secret.bin")
+    bad = onnx.load(str(tmp_path / "models" / "m.onnx"), load_external_data=False)
+    for init in bad.graph.initializer:
+        for entry in init.external_data:
+            if entry.key == "location":
+                entry.value = "../secret.bin"
+    onnx.save(bad, str(tmp_path / "models" / "m.onnx"))
+    with pytest.raises(ModelError, match="outside the model's folder"):
+        OnnxModel(tmp_path / "models" / "m.onnx").input_specs()
 
 
 def test_unnamed_nodes_get_stable_names_and_every_tensor_is_captured(tmp_path):

@@ -7,10 +7,10 @@ more than running the model once. Here the file is memory-mapped and only its st
 every initializer of at least :data:`MIN_MAPPED_BYTES` stored as ``raw_data`` becomes an external-
 data reference in the skeleton, and onnxruntime receives it as an OrtValue viewing the mapped file
 (``SessionOptions.add_external_initializers``, which uses the buffer without copying). The weights
-are then read once, by the page cache, as the first run touches them.
-
-Files whose tensors already live in external data, or that are not plain protobuf, are left to the
-ordinary path (:func:`open_skeleton` returns None).
+are then read once, by the page cache, as the first run touches them. Initializers already kept in
+external data files are mapped from those files the same way (their location must stay inside the
+model's folder). Files that cannot be mapped are left to the ordinary path (:func:`open_skeleton`
+returns None).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from netdiff._lazy import lazy_import
-from netdiff._protowire import LEN, VARINT, encode_len, encode_varint, read_field
+from netdiff._protowire import LEN, VARINT, encode_len, encode_varint, iter_fields, read_field
 from netdiff.errors import ModelError
 
 onnx = lazy_import("onnx")
@@ -46,24 +46,32 @@ _EXTERNAL = 1
 MAPPED_TYPES = frozenset({1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13})
 
 
-class _UsesExternalData(Exception):
-    """The file already keeps tensors in external data: leave it to the ordinary path."""
+class _NotMappable(Exception):
+    """An initializer in external data has a type numpy cannot view: use the ordinary path."""
+
+
+@dataclass(frozen=True)
+class MappedWeight:
+    """Where an initializer's bytes are: a span of a mapped file (``length`` None: from its dims)."""
+
+    file: mmap.mmap = field(repr=False)
+    offset: int
+    length: int | None
 
 
 @dataclass
 class Skeleton:
-    """A model's structure with its large weights mapped from the file.
+    """A model's structure with its large weights mapped from the file(s).
 
     Attributes:
         data: The serialized skeleton (structure, small initializers inline).
         model: ``data`` parsed (a ModelProto without the large weights' values).
-        weights: Initializer name -> byte span of its raw data in the file.
+        weights: Initializer name -> where its bytes are.
     """
 
     data: bytes
     model: Any
-    weights: dict[str, tuple[int, int]]
-    _map: mmap.mmap = field(repr=False)
+    weights: dict[str, MappedWeight]
 
     def session(self, extra: bytes, options: Any) -> Any:
         """An InferenceSession of the skeleton with ``extra`` serialized fields appended (e.g. more
@@ -76,46 +84,80 @@ class Skeleton:
 
         names, values, arrays = [], [], []
         for init in self.model.graph.initializer:
-            span = self.weights.get(init.name)
-            if span is None:
+            weight = self.weights.get(init.name)
+            if weight is None:
                 continue
+            if init.data_type not in MAPPED_TYPES:
+                raise ModelError(f"initializer {init.name!r}: data type {init.data_type} kept in external data "
+                                 "is not supported")
             dtype = np.dtype(helper.tensor_dtype_to_np_dtype(init.data_type))
-            nbytes, dims = span[1] - span[0], tuple(init.dims)
-            if nbytes != dtype.itemsize * math.prod(dims):
-                raise ModelError(f"initializer {init.name!r}: {nbytes} bytes of raw data do not fit its type "
-                                 f"{dtype.name} and dims {list(dims)}")
-            array = np.frombuffer(self._map, dtype=dtype, count=nbytes // dtype.itemsize, offset=span[0]).reshape(dims)
+            dims = tuple(init.dims)
+            expected = dtype.itemsize * math.prod(dims)
+            nbytes = expected if weight.length is None else weight.length
+            if nbytes != expected or weight.offset + nbytes > len(weight.file):
+                raise ModelError(f"initializer {init.name!r}: {nbytes} bytes at offset {weight.offset} do not fit "
+                                 f"its type {dtype.name} and dims {list(dims)} in a file of {len(weight.file)} bytes")
+            array = np.frombuffer(weight.file, dtype=dtype, count=nbytes // dtype.itemsize,
+                                  offset=weight.offset).reshape(dims)
             arrays.append(array)
             names.append(init.name)
             values.append(ort.OrtValue.ortvalue_from_numpy(array))
         if names:
             options.add_external_initializers(names, values)
         session = ort.InferenceSession(self.data + extra, options, providers=["CPUExecutionProvider"])
-        session._netdiff_mapped = (self._map, arrays, values)  # the weights must outlive the session
+        session._netdiff_mapped = (arrays, values)  # the weights (and so the maps) must outlive the session
         return session
 
 
 def open_skeleton(path: str | Path) -> Skeleton | None:
-    """Map ``path`` and build its skeleton; None when the file uses external data or cannot be mapped.
+    """Map ``path`` and build its skeleton; None when the file cannot be mapped.
 
     Raises:
+        ModelError: An external-data location leaves the model's folder or its file is missing.
         netdiff._protowire.WireError: The file is not valid protobuf (DecodeError from the skeleton's parse).
     """
-    try:
-        with open(path, "rb") as handle:
-            # copy-on-write: should onnxruntime ever write into an initializer, the file stays untouched
-            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
-    except (OSError, ValueError):  # empty files, special files: the ordinary path reports them
+    path = Path(path)
+    mapped = _map_file(path)
+    if mapped is None:  # empty files, special files: the ordinary path reports them
         return None
-    weights: dict[str, tuple[int, int]] = {}
+    files = _ExternalFiles(path.parent)
+    weights: dict[str, MappedWeight] = {}
     try:
-        data = _rewrite(mapped, 0, len(mapped), {_MODEL_GRAPH: lambda b, e: _graph(mapped, b, e, weights)})
-    except _UsesExternalData:
-        mapped.close()
+        data = _rewrite(mapped, 0, len(mapped),
+                        {_MODEL_GRAPH: lambda b, e: _graph(mapped, b, e, weights, files)})
+    except _NotMappable:
         return None
     model = onnx.ModelProto()
     model.ParseFromString(data)
-    return Skeleton(data, model, weights, mapped)
+    return Skeleton(data, model, weights)
+
+
+def _map_file(path: Path) -> mmap.mmap | None:
+    """The file mapped copy-on-write (an onnxruntime write could never reach the file), or None."""
+    try:
+        with open(path, "rb") as handle:
+            return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
+    except (OSError, ValueError):
+        return None
+
+
+class _ExternalFiles:
+    """External-data files of one model, each mapped once; locations must stay inside ``folder``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.maps: dict[str, mmap.mmap] = {}
+
+    def get(self, location: str) -> mmap.mmap:
+        if location not in self.maps:
+            target = (self.folder / location).resolve()
+            if Path(location).is_absolute() or self.folder.resolve() not in (target, *target.parents):
+                raise ModelError(f"external data location {location!r} is outside the model's folder {self.folder}")
+            mapped = _map_file(target) if target.is_file() else None
+            if mapped is None:
+                raise ModelError(f"{self.folder / location}: external data file missing or empty")
+            self.maps[location] = mapped
+        return self.maps[location]
 
 
 def _rewrite(buf: Any, begin: int, end: int, handlers: dict[int, Any]) -> bytes:
@@ -133,35 +175,65 @@ def _rewrite(buf: Any, begin: int, end: int, handlers: dict[int, Any]) -> bytes:
     return bytes(out)
 
 
-def _graph(buf: Any, begin: int, end: int, weights: dict[str, tuple[int, int]]) -> bytes:
-    return _rewrite(buf, begin, end, {_GRAPH_INITIALIZER: lambda b, e: _initializer(buf, b, e, weights)})
+def _graph(buf: Any, begin: int, end: int, weights: dict[str, MappedWeight], files: _ExternalFiles) -> bytes:
+    return _rewrite(buf, begin, end, {_GRAPH_INITIALIZER: lambda b, e: _initializer(buf, b, e, weights, files)})
 
 
-def _initializer(buf: Any, begin: int, end: int, weights: dict[str, tuple[int, int]]) -> bytes:
-    """The initializer without its raw data and with an external-data reference, when it is large."""
+def _initializer(buf: Any, begin: int, end: int, weights: dict[str, MappedWeight], files: _ExternalFiles) -> bytes:
+    """The initializer without its raw data and with an external-data reference, when it is large;
+    an initializer already in external data is kept as it is and mapped from its file."""
     kept = bytearray()
     raw = name = None
-    data_type = 0
+    data_type = location = 0
+    external: dict[str, str] = {}
     pos = begin
     while pos < end:
         start = pos
         number, wire, value, pos = read_field(buf, pos, end)
-        if number in (_TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION):
-            raise _UsesExternalData()
         if number == _TENSOR_RAW_DATA and wire == LEN:
             raw = value
             continue
         if number == _TENSOR_NAME and wire == LEN:
-            name = bytes(buf[value[0]:value[1]]).decode("utf-8", errors="replace")
+            name = _text(buf, value)
         elif number == _TENSOR_DATA_TYPE and wire == VARINT:
             data_type = value
+        elif number == _TENSOR_DATA_LOCATION and wire == VARINT:
+            location = value
+        elif number == _TENSOR_EXTERNAL_DATA and wire == LEN:
+            key = text = ""
+            for n2, w2, v2 in iter_fields(buf, *value):
+                if w2 == LEN and n2 == 1:
+                    key = _text(buf, v2)
+                elif w2 == LEN and n2 == 2:
+                    text = _text(buf, v2)
+            external[key] = text
         kept += buf[start:pos]
+    if location == _EXTERNAL:
+        if data_type not in MAPPED_TYPES:
+            raise _NotMappable()
+        if name is not None and name not in weights and "location" in external:
+            weights[name] = MappedWeight(files.get(external["location"]), _int(external.get("offset", "0")),
+                                         _int(external["length"]) if "length" in external else None)
+        return bytes(buf[begin:end])
     if (raw is None or name is None or raw[1] - raw[0] < MIN_MAPPED_BYTES or name in weights
             or data_type not in MAPPED_TYPES):
         return bytes(buf[begin:end])
-    weights[name] = raw
+    weights[name] = MappedWeight(buf, raw[0], raw[1] - raw[0])
     for key, text in (("location", LOCATION), ("length", str(raw[1] - raw[0]))):
         kept += encode_len(_TENSOR_EXTERNAL_DATA, encode_len(1, key.encode()) + encode_len(2, text.encode()))
     kept += encode_varint(_TENSOR_DATA_LOCATION << 3 | VARINT) + encode_varint(_EXTERNAL)
     return bytes(kept)
 
+
+def _text(buf: Any, span: tuple[int, int]) -> str:
+    return bytes(buf[span[0]:span[1]]).decode("utf-8", errors="replace")
+
+
+def _int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ModelError(f"external data offset/length {text!r} is not a number") from None
+    if value < 0:
+        raise ModelError(f"external data offset/length {value} is negative")
+    return value

@@ -71,6 +71,8 @@ class OnnxModel(Model):
 
             try:
                 self._skeleton = open_skeleton(self.path) or False
+            except ModelError as e:  # external data out of place or missing
+                raise ModelError(f"{self.path}: {e}") from e
             except Exception as e:  # protobuf DecodeError, WireError: not an ONNX file
                 raise ModelError(f"{self.path}: not a readable ONNX model ({_first_line(e)})") from e
         return self._skeleton

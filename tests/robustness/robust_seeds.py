@@ -331,13 +331,54 @@ def seed_onnx(root: Path) -> Seed:
     return Seed(d / "model.onnx", "onnx", regen={"model.onnx": _onnx_model})
 
 
+def _onnx_external_model(rng: Random | None = None) -> bytes:
+    """The same model with its weights in ``weights.bin``; ``rng`` makes the external-data entries absurd."""
+    import onnx
+
+    model = onnx.ModelProto()
+    model.ParseFromString(_onnx_model())
+    offset = 0
+    for init in model.graph.initializer:
+        size = len(init.raw_data)
+        init.ClearField("raw_data")
+        init.data_location = onnx.TensorProto.EXTERNAL
+        entries = {"location": "weights.bin", "offset": str(offset), "length": str(size)}
+        if rng is not None and rng.random() < 0.6:
+            key = rng.choice(["location", "offset", "length"])
+            entries[key] = rng.choice(["../weights.bin", "/etc/hostname", "missing.bin", "", "-8", "x",
+                                       str(rng.choice(ABSURD)), "weights.bin"])
+            if rng.random() < 0.2:
+                del entries[key]
+        for key, value in entries.items():
+            entry = init.external_data.add()
+            entry.key, entry.value = key, value
+        offset += size
+    return model.SerializeToString()
+
+
+def _onnx_weights_bin() -> bytes:
+    import onnx
+
+    model = onnx.ModelProto()
+    model.ParseFromString(_onnx_model())
+    return b"".join(init.raw_data for init in model.graph.initializer)
+
+
+def seed_onnx_external(root: Path) -> Seed:
+    d = root / "onnx_external"
+    d.mkdir()
+    (d / "model.onnx").write_bytes(_onnx_external_model())
+    (d / "weights.bin").write_bytes(_onnx_weights_bin())
+    return Seed(d / "model.onnx", "onnx", regen={"model.onnx": _onnx_external_model})
+
+
 #: Reader key -> seed builders (several seeds per reader where the format has variants).
 SEEDS: dict[str, list[Callable[[Path], Seed]]] = {
     "netdiff": [seed_netdiff],
     "npy-dir": [seed_npy_dir],
     "npz": [seed_npz, seed_npz_compressed],
     "ascend": [seed_ascend],
-    "onnx": [seed_onnx],
+    "onnx": [seed_onnx, seed_onnx_external],
     "nnie-mapper": [seed_nnie_mapper],
     "nnie-caffe": [seed_nnie_caffe],
     "nnie-sim": [seed_nnie_sim],
