@@ -131,6 +131,22 @@ def packed_varints(buf: Buffer, span: tuple[int, int]) -> list[int]:
     return values
 
 
+def text(buf: Buffer, span: tuple[int, int]) -> str:
+    """A length-delimited field's bytes as UTF-8 text (invalid bytes replaced)."""
+    return bytes(buf[span[0]:span[1]]).decode("utf-8", errors="replace")
+
+
+def string_pair(buf: Buffer, span: tuple[int, int]) -> tuple[str, str]:
+    """Decode a ``{1: key, 2: value}`` message of two strings (ONNX StringStringEntryProto, Ascend OpAttr)."""
+    key = value = ""
+    for number, wire, field_span in iter_fields(buf, *span):
+        if wire == LEN and number == 1:
+            key = text(buf, field_span)
+        elif wire == LEN and number == 2:
+            value = text(buf, field_span)
+    return key, value
+
+
 def encode_varint(value: int) -> bytes:
     """Encode an unsigned varint."""
     out = bytearray()

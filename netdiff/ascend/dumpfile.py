@@ -20,7 +20,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from netdiff._protowire import LEN, VARINT, WireError, iter_fields, packed_varints
+from netdiff._protowire import LEN, VARINT, WireError, iter_fields, packed_varints, string_pair, text
 from netdiff.errors import DumpFormatError
 
 #: Header lengths above this are implausible for a real dump (headers hold a few shapes).
@@ -52,10 +52,6 @@ def _dims(buf, begin: int, end: int) -> tuple[int, ...]:
         else:
             raise WireError("Shape.dim has a non-integer wire type")
     return tuple(dims)
-
-
-def _text(buf, rng: tuple[int, int]) -> str:
-    return bytes(buf[rng[0]:rng[1]]).decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True)
@@ -124,7 +120,7 @@ def _record(buf, direction: str, index: int, begin: int, end: int, fields: dict[
             op_name, op_index = "", 0
             for n2, w2, v2 in iter_fields(buf, *value):
                 if n2 == 1 and w2 == LEN:
-                    op_name = _text(buf, v2)
+                    op_name = text(buf, v2)
                 elif n2 == 2 and w2 == VARINT:
                     op_index = v2
             values["original_op"] = (op_name, op_index)
@@ -152,18 +148,13 @@ def _decode_dumpdata(buf, start: int, end: int) -> tuple[dict, dict[str, list[tu
             direction, fields = specs[number]
             groups[direction].append(_record(buf, direction, len(groups[direction]), *value, fields))
         elif number == _DD_VERSION and wire == LEN:
-            head["version"] = _text(buf, value)
+            head["version"] = text(buf, value)
         elif number == _DD_OP_NAME and wire == LEN:
-            head["op_name"] = _text(buf, value)
+            head["op_name"] = text(buf, value)
         elif number == _DD_TIME and wire == VARINT:
             head["dump_time"] = value
         elif number == _DD_ATTR and wire == LEN:
-            key = val = ""
-            for n2, w2, v2 in iter_fields(buf, *value):
-                if w2 == LEN and n2 == 1:
-                    key = _text(buf, v2)
-                elif w2 == LEN and n2 == 2:
-                    val = _text(buf, v2)
+            key, val = string_pair(buf, value)
             head["attrs"][key] = val
         elif number in (_DD_VERSION, _DD_OP_NAME, _DD_TIME, _DD_ATTR):
             raise WireError(f"DumpData field {number} has wire type {wire}")

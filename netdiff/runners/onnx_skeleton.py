@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from netdiff._lazy import lazy_import
-from netdiff._protowire import LEN, VARINT, encode_len, encode_varint, iter_fields, read_field
+from netdiff._protowire import LEN, VARINT, encode_len, encode_varint, read_field, string_pair, text
 from netdiff.errors import ModelError
 
 onnx = lazy_import("onnx")
@@ -194,19 +194,14 @@ def _initializer(buf: Any, begin: int, end: int, weights: dict[str, MappedWeight
             raw = value
             continue
         if number == _TENSOR_NAME and wire == LEN:
-            name = _text(buf, value)
+            name = text(buf, value)
         elif number == _TENSOR_DATA_TYPE and wire == VARINT:
             data_type = value
         elif number == _TENSOR_DATA_LOCATION and wire == VARINT:
             location = value
         elif number == _TENSOR_EXTERNAL_DATA and wire == LEN:
-            key = text = ""
-            for n2, w2, v2 in iter_fields(buf, *value):
-                if w2 == LEN and n2 == 1:
-                    key = _text(buf, v2)
-                elif w2 == LEN and n2 == 2:
-                    text = _text(buf, v2)
-            external[key] = text
+            key, value_text = string_pair(buf, value)
+            external[key] = value_text
         kept += buf[start:pos]
     if location == _EXTERNAL:
         if data_type not in MAPPED_TYPES:
@@ -219,14 +214,10 @@ def _initializer(buf: Any, begin: int, end: int, weights: dict[str, MappedWeight
             or data_type not in MAPPED_TYPES):
         return bytes(buf[begin:end])
     weights[name] = MappedWeight(buf, raw[0], raw[1] - raw[0])
-    for key, text in (("location", LOCATION), ("length", str(raw[1] - raw[0]))):
-        kept += encode_len(_TENSOR_EXTERNAL_DATA, encode_len(1, key.encode()) + encode_len(2, text.encode()))
+    for key, entry in (("location", LOCATION), ("length", str(raw[1] - raw[0]))):
+        kept += encode_len(_TENSOR_EXTERNAL_DATA, encode_len(1, key.encode()) + encode_len(2, entry.encode()))
     kept += encode_varint(_TENSOR_DATA_LOCATION << 3 | VARINT) + encode_varint(_EXTERNAL)
     return bytes(kept)
-
-
-def _text(buf: Any, span: tuple[int, int]) -> str:
-    return bytes(buf[span[0]:span[1]]).decode("utf-8", errors="replace")
 
 
 def _int(text: str) -> int:
