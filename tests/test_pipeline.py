@@ -234,6 +234,33 @@ def test_capture_from_the_mapped_file_equals_capture_from_the_proto(cnn_path, cn
     assert set(skeleton.weights) <= set(full) and all(full[n].size for n in skeleton.weights)
 
 
+def test_capture_with_unused_and_input_listed_initializers(tmp_path):
+    """Exported models often carry unused initializers (onnxruntime drops them) and, before IR 4,
+    list initializers among the graph inputs: the mapped-weights session handles both."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from netdiff.runners.onnxrt import OnnxModel
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((64, 64)).astype(np.float32)
+    idx = np.arange(300, dtype=np.int64) % 64
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(idx, "idx"),
+             numpy_helper.from_array(rng.standard_normal((32, 32)).astype(np.float32), "unused")]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["a"]), helper.make_node("Gather", ["a", "idx"], ["y"], axis=1)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64]),
+                                           helper.make_tensor_value_info("w", TensorProto.FLOAT, [64, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 300])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    runner = OnnxModel(tmp_path / "m.onnx")
+    assert [s.name for s in runner.input_specs()] == ["x"]
+    x = rng.standard_normal((1, 64)).astype(np.float32)
+    np.testing.assert_allclose(runner.run({"x": x})["y"].load(), (x @ w)[:, idx], rtol=1e-5, atol=1e-5)
+    assert set(runner._skeleton.weights) == {"w", "idx", "unused"}
+
+
 def test_capture_keeps_typed_and_small_initializers_inline(tmp_path):
     """Initializers stored as float_data (not raw bytes) or smaller than the mapping threshold stay in the skeleton."""
     import onnx

@@ -83,9 +83,10 @@ class Skeleton:
         from onnx import helper
 
         names, values, arrays = [], [], []
+        used = _consumed_names(self.model.graph) | {o.name for o in self.model.graph.output}
         for init in self.model.graph.initializer:
             weight = self.weights.get(init.name)
-            if weight is None:
+            if weight is None or init.name not in used:  # onnxruntime drops unused initializers
                 continue
             if init.data_type not in MAPPED_TYPES:
                 raise ModelError(f"initializer {init.name!r}: data type {init.data_type} kept in external data "
@@ -107,6 +108,19 @@ class Skeleton:
         session = ort.InferenceSession(self.data + extra, options, providers=["CPUExecutionProvider"])
         session._netdiff_mapped = (arrays, values)  # the weights (and so the maps) must outlive the session
         return session
+
+
+def _consumed_names(graph: Any) -> set[str]:
+    """Every tensor name a node of ``graph`` or of its subgraphs reads."""
+    names: set[str] = set()
+    for node in graph.node:
+        names.update(node.input)
+        for attribute in node.attribute:
+            if attribute.HasField("g"):
+                names |= _consumed_names(attribute.g)
+            for sub in attribute.graphs:
+                names |= _consumed_names(sub)
+    return names
 
 
 def open_skeleton(path: str | Path) -> Skeleton | None:
