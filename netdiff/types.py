@@ -14,7 +14,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-import numpy as np
+from netdiff._lazy import lazy_import
+
+np = lazy_import("numpy")  # imported on first use, so `netdiff --help` never loads it
+
 
 #: Layer status values, in the order the terminal legend shows them.
 STATUSES = ("ok", "diverged", "missing_in_target", "missing_in_reference", "shape_mismatch", "error", "not_observable")

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
+from netdiff._lazy import lazy_import
+
+np = lazy_import("numpy")
+
 
 #: Top used when the calibration data holds only zeros (the mapper logs "set max value to 1e-6").
 ZERO_TOP = 1e-6

@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
+from netdiff._lazy import lazy_import
 from netdiff.errors import ReferenceRunError
 from netdiff.types import Dump, Tensor
+
+np = lazy_import("numpy")
 
 
 @dataclass

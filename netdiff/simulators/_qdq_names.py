@@ -21,9 +21,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
+from netdiff._lazy import lazy_import
 from netdiff.simulators._prepared import Placement
+
+np = lazy_import("numpy")
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
-import numpy as np
-
+from netdiff._lazy import lazy_import
 from netdiff._registry import Registry
 from netdiff.errors import NetdiffError
 from netdiff.types import Dump
 
+np = lazy_import("numpy")  # imported on first use: `netdiff --help` lists the simulators without it
 
-Feeds = Mapping[str, np.ndarray]
+
+Feeds = Mapping[str, "np.ndarray"]
 
 
 class Simulator:

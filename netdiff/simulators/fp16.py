@@ -14,7 +14,6 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 
 from netdiff._lazy import lazy_import
 from netdiff.errors import ModelError
@@ -22,6 +21,7 @@ from netdiff.simulators._prepared import Placement, PreparedTarget
 from netdiff.simulators.base import Feeds, Simulator, register_simulator
 from netdiff.types import Dump
 
+np = lazy_import("numpy")
 onnx = lazy_import("onnx")
 
 FLOAT, FLOAT16 = 1, 10

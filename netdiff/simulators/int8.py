@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from netdiff._lazy import lazy_import
 from netdiff.errors import ModelError, NetdiffError
@@ -24,6 +23,7 @@ from netdiff.simulators._qdq_names import place_qdq
 from netdiff.simulators.base import Feeds, Simulator, register_simulator
 from netdiff.types import Dump
 
+np = lazy_import("numpy")
 onnx = lazy_import("onnx")
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")

@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 
 from netdiff._lazy import lazy_import
 from netdiff.errors import ModelError, NetdiffError, ReferenceRunError, UnsupportedOpError
@@ -26,6 +25,7 @@ from netdiff.nnie.logquant import RunningMax, log_quantize, to_q12
 from netdiff.simulators.base import Feeds, Simulator, register_simulator
 from netdiff.types import Dump, Tensor
 
+np = lazy_import("numpy")
 onnx = lazy_import("onnx")
 
 WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
