@@ -72,10 +72,12 @@ class Skeleton:
     data: bytes
     model: Any
     weights: dict[str, MappedWeight]
+    _in_use: list[Any] = field(default_factory=list, repr=False)
 
     def session(self, extra: bytes, options: Any) -> Any:
         """An InferenceSession of the skeleton with ``extra`` serialized fields appended (e.g. more
-        graph outputs), its large initializers viewing the mapped file; the session keeps the map alive.
+        graph outputs), its large initializers viewing the mapped file(s); keep this skeleton as long
+        as the session (it holds the maps).
 
         Raises:
             ModelError: An initializer's raw data does not match its type and dims.
@@ -106,7 +108,7 @@ class Skeleton:
         if names:
             options.add_external_initializers(names, values)
         session = ort.InferenceSession(self.data + extra, options, providers=["CPUExecutionProvider"])
-        session._netdiff_mapped = (arrays, values)  # the weights (and so the maps) must outlive the session
+        self._in_use.append((arrays, values))  # the weights (and so the maps) live as long as this skeleton
         return session
 
 
