@@ -90,9 +90,8 @@ class Skeleton:
             weight = self.weights.get(init.name)
             if weight is None or init.name not in used:  # onnxruntime drops unused initializers
                 continue
-            if init.data_type not in MAPPED_TYPES:
-                raise ModelError(f"initializer {init.name!r}: data type {init.data_type} kept in external data "
-                                 "is not supported")
+            if init.data_type not in MAPPED_TYPES:  # the skeleton maps only these; a file that lies fails here
+                raise ModelError(f"initializer {init.name!r}: data type {init.data_type} cannot be mapped")
             dtype = np.dtype(helper.tensor_dtype_to_np_dtype(init.data_type))
             dims = tuple(init.dims)
             expected = dtype.itemsize * math.prod(dims)
