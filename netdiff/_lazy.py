@@ -17,7 +17,9 @@ class _LazyModule(ModuleType):
             raise AttributeError(attr)
         if self._real is None:
             self._real = importlib.import_module(self.__name__)
-        return getattr(self._real, attr)
+        value = getattr(self._real, attr)
+        setattr(self, attr, value)  # later lookups find it directly: no cost in hot loops
+        return value
 
 
 def lazy_import(name: str) -> Any:

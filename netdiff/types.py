@@ -248,7 +248,10 @@ class LayerMetrics:
 
 
 def _json_number(value: float | int) -> float | int | None:
-    if isinstance(value, (int, np.integer)):
+    if type(value) is float:
+        if math.isfinite(value):
+            return value
+    elif isinstance(value, (int, np.integer)):
         return int(value)
     value = float(value)
     if math.isnan(value):
@@ -339,6 +342,11 @@ class Finding:
 
 
 def _jsonable(value: Any) -> Any:
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:  # the common leaves first
+        return value
+    if kind is float:
+        return _json_number(value)
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
