@@ -62,6 +62,7 @@ class CaffeModel(Model):
         self._batched: dict[int, Any] = {}
         self._current: Any = None
         self._structure: Any = None
+        self._sessions: dict[int, Any] = {}  # id(translation) -> capture session, built once each
 
     def _weights_path(self) -> Path:
         if self.weights is not None:
@@ -127,7 +128,9 @@ class CaffeModel(Model):
         self._current = tr
         feeds = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items()}
         names = [o.name for o in tr.outputs]
-        session = make_session(tr.model, outputs=names)
+        session = self._sessions.get(id(tr))
+        if session is None:  # translations are kept per batch, so their ids stay valid
+            session = self._sessions[id(tr)] = make_session(tr.model, outputs=names)
         try:
             values = session.run(names, feeds)
         except Exception as e:  # onnxruntime raises its own exception types
