@@ -148,3 +148,14 @@ def rerunnable_origins(context: Context, op_types: Collection[str]
         if prepared is not None:
             runner, feeds, _, target_out = prepared
             yield layer, runner, feeds, target_out
+
+
+def explain_origins(context: Context, op_types: Collection[str],
+                    explain: Callable[[Context, str, Any, dict[str, np.ndarray], np.ndarray], Any]) -> Iterator[Any]:
+    """For each :func:`rerunnable_origins` layer, ``explain(context, name, runner, feeds, target_out)``;
+    a finding it returns claims the layer and is yielded (the hypothesis rules: weights, resize, axis)."""
+    for layer, runner, feeds, target_out in rerunnable_origins(context, op_types):
+        found = explain(context, layer.name, runner, feeds, target_out)
+        if found is not None:
+            context.claim(layer.name)
+            yield found

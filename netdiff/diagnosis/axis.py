@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from netdiff.diagnosis._common import cosine, pick, rerunnable_origins
+from netdiff.diagnosis._common import cosine, explain_origins, pick
 from netdiff.diagnosis.base import Context, register_rule
 from netdiff.types import Finding
 
@@ -29,11 +29,7 @@ EXPLAINED = 0.2
 @register_rule("axis-semantics")
 def axis_semantics(context: Context) -> Iterator[Finding]:
     """Name the axis along which the target computed a Softmax-like origin."""
-    for layer, runner, feeds, target_out in rerunnable_origins(context, AXIS_OPS):
-        found = _explain(context, layer.name, runner, feeds, target_out)
-        if found is not None:
-            context.claim(layer.name)
-            yield found
+    yield from explain_origins(context, AXIS_OPS, _explain)
 
 
 def node_axis(node: Any, rank: int) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from netdiff.diagnosis._common import cosine, pick, rerunnable_origins
+from netdiff.diagnosis._common import cosine, explain_origins, pick
 from netdiff.diagnosis.base import Context, register_rule
 from netdiff.types import Finding
 
@@ -33,11 +33,7 @@ _OPSET = 13
 @register_rule("resize-semantics")
 def resize_semantics(context: Context) -> Iterator[Finding]:
     """Name the resize convention (coordinate mode, nearest rounding) that reproduces an origin."""
-    for layer, runner, feeds, target_out in rerunnable_origins(context, RESIZE_OPS):
-        found = _explain(context, layer.name, runner, feeds, target_out)
-        if found is not None:
-            context.claim(layer.name)
-            yield found
+    yield from explain_origins(context, RESIZE_OPS, _explain)
 
 
 def conventions(mode: str) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from netdiff.diagnosis._common import node_name, pick, rerunnable_origins, toolchain
+from netdiff.diagnosis._common import explain_origins, node_name, pick, toolchain
 from netdiff.diagnosis.base import Context, register_rule
 from netdiff.types import Finding
 
@@ -53,11 +53,7 @@ HYPOTHESES: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
 @register_rule("weight-quantization")
 def weight_quantization(context: Context) -> Iterator[Finding]:
     """Name the weight quantization that reproduces an origin's own error."""
-    for layer, runner, feeds, target_out in rerunnable_origins(context, WEIGHT_AXIS):
-        found = _explain(context, layer.name, runner, feeds, target_out)
-        if found is not None:
-            context.claim(layer.name)
-            yield found
+    yield from explain_origins(context, WEIGHT_AXIS, _explain)
 
 
 def _explain(context: Context, name: str, runner, feeds, target_out) -> Finding | None:
