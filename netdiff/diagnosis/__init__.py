@@ -16,6 +16,7 @@ from netdiff.diagnosis import ascend  # noqa: E402,F401
 from netdiff.diagnosis import weights  # noqa: E402,F401
 from netdiff.diagnosis import resample  # noqa: E402,F401
 from netdiff.diagnosis import axis  # noqa: E402,F401
+from netdiff.diagnosis import flatten  # noqa: E402,F401
 from netdiff.diagnosis import quant  # noqa: E402,F401
 from netdiff.diagnosis import structure  # noqa: E402,F401
 from netdiff.diagnosis import propagation  # noqa: E402,F401
