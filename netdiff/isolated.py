@@ -94,7 +94,7 @@ class NodeIndex:
         return NodeRunner(node, inputs, outputs, inits, list(self.model.opset_import), int(self.model.ir_version))
 
 
-def _aligned_target(layer: LayerResult | None, target: Dump, reference: Dump) -> np.ndarray | None:
+def aligned_target(layer: LayerResult | None, target: Dump, reference: Dump) -> np.ndarray | None:
     """The target's value of a reference tensor, in the reference's shape, or None."""
     if layer is None or layer.target_name is None or layer.metrics is None or layer.match is None:
         return None
@@ -116,7 +116,7 @@ def node_feeds(index: NodeIndex, layer: LayerResult, by_name: Mapping[str, Layer
         the reference's shape), or None when the node cannot be re-run on target data.
     """
     runner = index.runner(layer.name)
-    target_out = _aligned_target(layer, target, reference)
+    target_out = aligned_target(layer, target, reference)
     if runner is None or target_out is None:
         return None
     feeds: dict[str, np.ndarray] = {}
@@ -125,7 +125,7 @@ def node_feeds(index: NodeIndex, layer: LayerResult, by_name: Mapping[str, Layer
         if name not in reference:
             return None
         ref_value = np.asarray(reference[name].load())
-        value = _aligned_target(by_name.get(name), target, reference)
+        value = aligned_target(by_name.get(name), target, reference)
         if value is not None and value.shape == ref_value.shape:
             feeds[name] = np.ascontiguousarray(value, dtype=ref_value.dtype)
             used["target"].append(name)

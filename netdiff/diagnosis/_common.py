@@ -129,21 +129,28 @@ def candidate_pairs(context: Context, where: Callable[[LayerResult], bool] | Non
             yield layer, pair[0], pair[1]
 
 
-def rerunnable_origins(context: Context, op_types: Collection[str]
-                       ) -> Iterator[tuple[LayerResult, Any, dict[str, np.ndarray], np.ndarray]]:
-    """(layer, node runner, feeds, target output) for each :func:`candidates` layer no rule has
-    explained yet that introduced its error and whose reference node is one of ``op_types``: the
-    node, ready to re-run on the target's own inputs (see :mod:`netdiff.isolated`)."""
+def unexplained_origins(context: Context, op_types: Collection[str]) -> Iterator[tuple[LayerResult, Any, Any]]:
+    """(layer, reference node, NodeIndex) for each :func:`candidates` layer no rule has explained yet
+    that introduced its error and whose reference ONNX node is one of ``op_types``."""
     if context.model is None:
         return
-    from netdiff.isolated import NodeIndex, node_feeds
+    from netdiff.isolated import NodeIndex
 
     index = NodeIndex(context.model)
-    by_name = {x.name: x for x in context.report.layers}
     for layer in candidates(context):
         node = index.producer.get(layer.name)
-        if layer.name in context.explained or not layer.introduced or node is None or node.op_type not in op_types:
-            continue
+        if layer.name not in context.explained and layer.introduced and node is not None and node.op_type in op_types:
+            yield layer, node, index
+
+
+def rerunnable_origins(context: Context, op_types: Collection[str]
+                       ) -> Iterator[tuple[LayerResult, Any, dict[str, np.ndarray], np.ndarray]]:
+    """(layer, node runner, feeds, target output) for each :func:`unexplained_origins` layer: the
+    node, ready to re-run on the target's own inputs (see :mod:`netdiff.isolated`)."""
+    from netdiff.isolated import node_feeds
+
+    by_name = {x.name: x for x in context.report.layers}
+    for layer, _, index in unexplained_origins(context, op_types):
         prepared = node_feeds(index, layer, by_name, context.reference, context.target)
         if prepared is not None:
             runner, feeds, _, target_out = prepared

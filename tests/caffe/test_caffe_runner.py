@@ -199,21 +199,68 @@ def test_interp_against_a_half_pixel_target_names_the_resize_convention(tmp_path
     """Caffe's Interp aligns corners; a target that resized with half-pixel centres (as PyTorch's default
     bilinear and many NPU kernels do) is named by the resize_semantics rule, from a plain dump."""
     import netdiff
-    from netdiff.manifest import write_dump
-    from netdiff.runners.onnxrt import OnnxModel
 
     rng = np.random.default_rng(1)
     proto = write_model(tmp_path / "net", INTERP, {"conv1": [rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)]})
-    device = load_model(proto).onnx_model()
-    for node in device.graph.node:
-        for attribute in node.attribute:
-            if node.op_type == "Resize" and attribute.name == "coordinate_transformation_mode":
-                attribute.s = b"half_pixel"
+
+    def half_pixel(device):
+        for node in device.graph.node:
+            for attribute in node.attribute:
+                if node.op_type == "Resize" and attribute.name == "coordinate_transformation_mode":
+                    attribute.s = b"half_pixel"
+
     x = {"data": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)}
-    write_dump(OnnxModel.from_proto(device).run(x), tmp_path / "device")
-    report = netdiff.compare(proto, tmp_path / "device", x)
+    report = netdiff.compare(proto, _device_dump(tmp_path, proto, half_pixel, x), x)
     assert report.first_divergence == "up"
     top = report.findings[0]
     assert (top.kind, top.layer) == ("resize_semantics", "up")
     assert top.evidence["reference"]["coordinate_transformation_mode"] == "align_corners"
     assert top.evidence["target_matches"]["coordinate_transformation_mode"] == "half_pixel"
+
+
+FC_NET = '''name: "fc"
+input: "data"
+input_shape { dim: 1 dim: 3 dim: 6 dim: 6 }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }
+layer { name: "fc" type: "InnerProduct" bottom: "conv1" top: "fc" inner_product_param { num_output: 5 } }
+'''
+
+
+def test_inner_product_fed_an_hwc_flattened_map_is_named(tmp_path):
+    """Caffe's InnerProduct flattens inside the layer, so the FC layer is the origin; a device that
+    holds conv1 as NHWC and flattens it as it is gives the flatten_order finding at fc."""
+    from onnx import helper
+
+    import netdiff
+
+    rng = np.random.default_rng(2)
+    proto = write_model(tmp_path / "net", FC_NET, {"conv1": [rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)],
+                                                   "fc": [rng.standard_normal((5, 144)), rng.standard_normal(5)]})
+
+    def flatten_nhwc(device):
+        flatten = next(n for n in device.graph.node if n.op_type == "Flatten")
+        source = flatten.input[0]
+        flatten.input[0] = source + "_nhwc"
+        index = list(device.graph.node).index(flatten)
+        device.graph.node.insert(index, helper.make_node("Transpose", [source], [source + "_nhwc"], perm=[0, 2, 3, 1]))
+
+    x = {"data": rng.standard_normal((1, 3, 6, 6)).astype(np.float32)}
+    report = netdiff.compare(proto, _device_dump(tmp_path, proto, flatten_nhwc, x), x)
+    assert report.first_divergence == "fc"
+    top = report.findings[0]
+    assert (top.kind, top.layer) == ("flatten_order", "fc")
+    assert top.evidence["target_order"] == "HWC" and top.evidence["cosine_reproduced"] > 0.9999
+
+
+def _device_dump(tmp_path, proto, edit, feeds):
+    """A device-style dump: the Caffe net's ONNX translation, edited by ``edit``, run and written as a dump."""
+    import onnx
+
+    from netdiff.manifest import write_dump
+    from netdiff.runners.onnxrt import OnnxModel
+
+    device = onnx.ModelProto()
+    device.CopyFrom(load_model(proto).onnx_model())
+    edit(device)
+    write_dump(OnnxModel.from_proto(device).run(feeds), tmp_path / "device")
+    return tmp_path / "device"
