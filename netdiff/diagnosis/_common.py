@@ -57,6 +57,23 @@ def candidates(context: Context, diverged_only: bool = True) -> list[LayerResult
     return out
 
 
+#: A variant of an op (resize convention, axis, flatten order) names the cause when it reproduces the
+#: target at least this well ...
+VARIANT_REPRODUCES = 0.9999
+#: ... and leaves at most this share of the error (1 - cosine) the op as the model has it leaves.
+VARIANT_EXPLAINS = 0.2
+
+
+def variant_explains(variant_cosine: float, model_cosine: float) -> bool:
+    """True when a variant of an op reproduces the target far better than the model's own op does."""
+    return variant_cosine >= VARIANT_REPRODUCES and (1 - variant_cosine) <= VARIANT_EXPLAINS * (1 - model_cosine)
+
+
+def severity_at(context: Context, cosine_as_modelled: float) -> str:
+    """"error" when the op as the model has it falls below the cosine threshold, else "warning"."""
+    return "error" if cosine_as_modelled < context.report.thresholds.cosine else "warning"
+
+
 def name_constant(k: float, rtol: float = 0.02) -> str | None:
     """Label of a well-known constant (255, 1/256, 4096, 2^n, ...) within ``rtol``, else None."""
     for value, label in _NAMED:

@@ -14,16 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from netdiff.diagnosis._common import cosine, explain_origins, pick
+from netdiff.diagnosis._common import cosine, explain_origins, pick, severity_at, variant_explains
 from netdiff.diagnosis.base import Context, register_rule
 from netdiff.types import Finding
 
 #: Ops whose output keeps the input's shape and whose ``axis`` says along what they normalise.
 AXIS_OPS = ("Softmax", "LogSoftmax", "Hardmax", "LpNormalization")
-#: The other axis must reproduce the target at least this well ...
-REPRODUCED = 0.9999
-#: ... and leave at most this share of the model's axis error (1 - cosine).
-EXPLAINED = 0.2
 
 
 @register_rule("axis-semantics")
@@ -76,9 +72,9 @@ def _explain(context: Context, name: str, runner: Any, feeds: dict[str, np.ndarr
         return None
     best = max(others, key=others.__getitem__)
     best_cos = others[best]
-    if not best_cos >= REPRODUCED or (1 - best_cos) > EXPLAINED * (1 - as_own):
+    if not variant_explains(best_cos, as_own):
         return None
-    severity = "error" if as_own < context.report.thresholds.cosine else "warning"
+    severity = severity_at(context, as_own)
     shape = list(np.shape(data))
     evidence = {"op_type": node.op_type, "model_axis": own_axis, "target_axis": best, "shape": shape,
                 "cosine_reproduced": best_cos, "cosine_model_axis": as_own,

@@ -17,17 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from netdiff.diagnosis._common import cosine, explain_origins, pick, unexplained_origins
+from netdiff.diagnosis._common import (cosine, explain_origins, pick, severity_at, unexplained_origins,
+                                      variant_explains)
 from netdiff.diagnosis.base import Context, register_rule
 from netdiff.types import Finding
 
 FLATTEN_OPS = ("Flatten", "Reshape")
 #: Fully connected ops whose flatten may have no tensor of its own (Caffe InnerProduct).
 FC_OPS = ("Gemm", "MatMul")
-#: Another order must reproduce the target at least this well ...
-REPRODUCED = 0.9999
-#: ... and leave at most this share of the model's order error (1 - cosine).
-EXPLAINED = 0.2
 _AXES = "CHW"
 
 
@@ -94,10 +91,10 @@ def _explain_orders(context: Context, name: str, op_type: str, data: np.ndarray,
         return None
     best = max(others, key=others.__getitem__)
     best_cos = others[best]
-    if not best_cos >= REPRODUCED or (1 - best_cos) > EXPLAINED * (1 - own):
+    if not variant_explains(best_cos, own):
         return None
     target_order = "".join(_AXES[a - 1] for a in best)
-    severity = "error" if own < context.report.thresholds.cosine else "warning"
+    severity = severity_at(context, own)
     evidence = {"op_type": op_type, "input_shape": list(data.shape), "model_order": "CHW",
                 "target_order": target_order, "cosine_reproduced": best_cos, "cosine_model_order": own}
     what = "flattening its input" if op_type in FLATTEN_OPS else "this layer on its input flattened"

@@ -15,17 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from netdiff.diagnosis._common import cosine, explain_origins, pick
+from netdiff.diagnosis._common import cosine, explain_origins, pick, severity_at, variant_explains
 from netdiff.diagnosis.base import Context, register_rule
 from netdiff.types import Finding
 
 RESIZE_OPS = ("Resize", "Upsample")
 COORDINATE_MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")
 NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
-#: A convention must reproduce the target at least this well ...
-REPRODUCED = 0.9999
-#: ... and leave at most this share of the reference convention's error (1 - cosine).
-EXPLAINED = 0.2
 #: Opset of the re-run Resize nodes (every coordinate mode above, sizes input).
 _OPSET = 13
 
@@ -89,10 +85,9 @@ def _explain(context: Context, name: str, runner: Any, feeds: dict[str, np.ndarr
     # conventions that sample identically here tie: name the one closest to the reference's
     tied = [t for c, t in scores if c >= best_cos - 1e-9]
     best = min(tied, key=lambda t: sum(t.get(k) != v for k, v in own.items()))
-    if own in tied or not best_cos >= REPRODUCED or (1 - best_cos) > EXPLAINED * (1 - as_own):
+    if own in tied or not variant_explains(best_cos, as_own):
         return None
-    th = context.report.thresholds
-    severity = "error" if as_own < th.cosine else "warning"
+    severity = severity_at(context, as_own)
     evidence = {"reference": own, "target_matches": best, "cosine_reproduced": best_cos,
                 "cosine_reference_convention": as_own, "equivalent": [_describe(t) for t in tied if t != best],
                 "conventions_tried": len(scores)}
