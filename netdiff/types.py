@@ -426,11 +426,39 @@ class Report:
             "findings": len(self.findings),
         }
 
-    def to_json(self) -> dict[str, Any]:
-        """The documented JSON form (see docs/json-report.md)."""
+    def to_dict(self) -> dict[str, Any]:
+        """The documented JSON data as plain Python types (see docs/json-report.md)."""
         from netdiff.reports.json import report_to_json
 
         return report_to_json(self)
+
+    def to_json(self) -> str:
+        """The documented JSON report as text, as ``netdiff compare --json`` writes it.
+
+        It used to return the dict that :meth:`to_dict` returns now; indexing the text like that
+        dict (``report.to_json()["layers"]``) still works, with a DeprecationWarning.
+        """
+        from netdiff.reports.json import JsonText, dumps_report, report_to_json
+
+        return JsonText(dumps_report(report_to_json(self)))
+
+    def to_dataframe(self) -> Any:
+        """A pandas DataFrame, one row per layer, metrics as columns (needs the optional pandas)."""
+        from netdiff.reports.notebook import report_dataframe
+
+        return report_dataframe(self)
+
+    def __repr__(self) -> str:
+        """Verdict, sides, counts, first divergence and top findings, in a few hundred characters."""
+        from netdiff.reports.notebook import report_repr
+
+        return report_repr(self)
+
+    def _repr_html_(self) -> str:
+        """The notebook view: summary, findings and the layer table (static, escaped HTML)."""
+        from netdiff.reports.notebook import report_html
+
+        return report_html(self)
 
 
 def _nan_low(value: float) -> float:

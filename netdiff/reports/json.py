@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from typing import Any
 
 from netdiff import __version__
@@ -83,12 +84,48 @@ def dumps_report(data: dict[str, Any]) -> str:
     return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
-def report_from_json(data: dict[str, Any]) -> Report:
-    """Rebuild a :class:`Report` from its JSON form (to re-render a saved report).
+class JsonText(str):
+    """The JSON report's text (what :meth:`Report.to_json` returns).
+
+    ``Report.to_json()`` used to return the data itself; code that indexes the result like a dict
+    (``["layers"]``, ``.get``, ``.keys``, ``.items``, ``.values``) keeps working with a
+    DeprecationWarning pointing at :meth:`Report.to_dict`.
+    """
+
+    def _data(self) -> dict[str, Any]:
+        warnings.warn("Report.to_json() returns the JSON text now; use Report.to_dict() for the data",
+                      DeprecationWarning, stacklevel=3)
+        return json.loads(self)
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            return self._data()[key]
+        return str.__getitem__(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._data().get(key, default)
+
+    def keys(self) -> Any:
+        return self._data().keys()
+
+    def items(self) -> Any:
+        return self._data().items()
+
+    def values(self) -> Any:
+        return self._data().values()
+
+
+def report_from_json(data: dict[str, Any] | str) -> Report:
+    """Rebuild a :class:`Report` from its JSON form or text (to re-render a saved report).
 
     Raises:
         NetdiffError: The data is not a netdiff JSON report of a known version.
     """
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except ValueError as e:
+            raise NetdiffError(f"not valid JSON ({e})") from e
     if not isinstance(data, dict) or "layers" not in data or "version" not in data:
         raise NetdiffError("not a netdiff JSON report (needs \"version\" and \"layers\")")
     if data["version"] != SCHEMA_VERSION:

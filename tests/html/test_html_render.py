@@ -158,5 +158,5 @@ def test_write_html_is_atomic_and_reports_bad_directories(demo_report, tmp_path)
 
 
 def test_report_from_json_roundtrip_keeps_node_names(demo_report):
-    again = report_from_json(demo_report.to_json())
+    again = report_from_json(demo_report.to_dict())
     assert [x.extra.get("node") for x in again.layers] == [x.extra.get("node") for x in demo_report.layers]
