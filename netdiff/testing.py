@@ -35,6 +35,7 @@ def assert_close(reference: Any, target: Any, inputs: Any = None, *, min_cosine:
     Returns:
         The report, when the assertion holds.
     """
+    __tracebackhide__ = True  # pytest: the failure points at the caller's line
     from netdiff.pipeline import compare
 
     report = compare(reference, target, inputs, thresholds=Thresholds(min_cosine, max_rel_l2), **options)
@@ -44,6 +45,7 @@ def assert_close(reference: Any, target: Any, inputs: Any = None, *, min_cosine:
 
 def check_report(report: Report, layers: Iterable[str] | None = None, allow_missing: bool = True) -> None:
     """Raise :class:`NetdiffAssertionError` when ``report`` has failing layers."""
+    __tracebackhide__ = True
     wanted = set(layers) if layers is not None else None
     if wanted is not None:
         known = {x.name for x in report.layers}

@@ -69,6 +69,36 @@ def test_demo_finds_planted_fault(tmp_path, capsys):
     assert (tmp_path / "r.json").exists() and (tmp_path / "demo" / "small_cnn.onnx").exists()
 
 
+def test_demo_keeps_its_files_in_the_working_directory_for_a_rerun(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    command = next(line[2:] for line in out.splitlines() if line.startswith("$ netdiff compare "))
+    assert command == ("netdiff compare netdiff-demo/small_cnn.onnx netdiff-demo/device_dump --input "
+                       "netdiff-demo/input.npy --html netdiff-demo/report.html")
+    assert "kept in netdiff-demo/" in out
+    demo = tmp_path / "netdiff-demo"
+    assert {"small_cnn.onnx", "input.npy", "device_dump", "report.html", "report.json", "NETDIFF-DEMO.txt"} <= {
+        p.name for p in demo.iterdir()}
+    # the printed command works after the demo exited (exit 1: the target diverges)
+    assert main(command.split()[1:]) == 1
+    assert "first divergence: /features/conv3/Conv_output_0" in capsys.readouterr().out
+    # a second demo overwrites its own folder
+    assert main(["demo"]) == 0
+    capsys.readouterr()
+
+
+def test_demo_never_writes_into_a_folder_it_did_not_make(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "netdiff-demo"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    assert main(["demo"]) == 2
+    err = capsys.readouterr().err
+    assert "not written by netdiff demo" in err and "--out" in err and "Traceback" not in err
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
 def test_console_script_help_and_no_heavy_imports():
     code = ("import sys; from netdiff.cli import main; rc = main(['--help']); "
             "bad = [m for m in ('onnxruntime', 'onnx', 'scipy', 'numpy') if m in sys.modules]; print('HEAVY', bad); "
@@ -84,3 +114,16 @@ def test_debug_flag_shows_traceback(tmp_path):
     assert proc.returncode != 0 and "Traceback" in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "netdiff", "compare", "nope.onnx", "x"], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_demo_falls_back_to_a_kept_temporary_folder_when_the_directory_is_read_only(tmp_path, monkeypatch):
+    import netdiff.cli.demo as demo_cli
+
+    def read_only(path):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(demo_cli, "_claim", read_only)
+    monkeypatch.setattr(demo_cli.tempfile, "tempdir", str(tmp_path))
+    path, note = demo_cli.demo_dir(None)
+    assert path.parent == tmp_path and path.name.startswith("netdiff-demo-") and path.is_dir()
+    assert "not writable" in note
