@@ -6,6 +6,7 @@ import hashlib
 import math
 import os
 import re
+import stat
 import tempfile
 import threading
 import tokenize
@@ -149,6 +150,7 @@ def _reason(error: BaseException) -> str:
 
 def prepare_output_dir(path: str | os.PathLike[str], force: bool = False) -> Path:
     """Create ``path`` (or accept it when empty, or non-empty with ``force``)."""
+    check_output_dir(path, "output directory", force=force)
     path = Path(path)
     if path.exists():
         if not path.is_dir():
@@ -207,3 +209,99 @@ def check_npy_shape(where: str | os.PathLike[str], shape: tuple, dtype: np.dtype
     if size < needed:
         raise DumpFormatError(f"{where}: truncated .npy file ({size} bytes, header says {needed})")
     return dims, dtype
+
+
+_SPECIAL_ROOTS = ("/proc", "/sys", "/dev")
+
+
+def check_output_files(paths: dict[str, str | os.PathLike[str] | None]) -> None:
+    """:func:`check_output_file` for each ``{flag: path}`` given, and no two naming the same file."""
+    for flag, path in paths.items():
+        check_output_file(path, flag)
+    check_distinct_outputs(paths)
+
+
+def check_output_file(path: str | os.PathLike[str] | None, flag: str = "output", force: bool | None = None) -> None:
+    """Refuse an output file path before any work: an empty name, a directory, a special file,
+    a place under /proc, /sys or /dev, a missing or unwritable directory; with ``force=False``
+    also an existing file.
+
+    Raises:
+        OutputError: The path cannot receive an atomically written file.
+    """
+    if path is None:
+        return
+    if not str(path) or str(path) in (".", "..") or str(path).endswith(os.sep):
+        raise OutputError(f"{flag} {str(path)!r}: expected a file name")
+    path = Path(path)
+    _check_not_special(path, flag)
+    if path.is_symlink() or path.exists():
+        try:
+            st = path.stat()
+        except OSError as e:
+            raise OutputError(f"{flag} {path}: cannot be written ({e.strerror or e})") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise OutputError(f"{flag} {path}: is a directory (expected a file name)")
+        if not stat.S_ISREG(st.st_mode):
+            raise OutputError(f"{flag} {path}: exists and is not a regular file")
+        if force is False:
+            raise OutputError(f"{flag} {path}: already exists (use --force to overwrite)")
+    _check_writable_dir(path.parent if str(path.parent) else Path("."), flag, path)
+
+
+def check_output_dir(path: str | os.PathLike[str] | None, flag: str = "--out", force: bool = False) -> None:
+    """Refuse an output directory before any work (exists as a file, non-empty without ``force``,
+    under /proc, /sys or /dev, or its nearest existing parent is not a writable directory)."""
+    if path is None:
+        return
+    if not str(path):
+        raise OutputError(f"{flag} {str(path)!r}: expected a directory name")
+    path = Path(path)
+    _check_not_special(path, flag)
+    if path.exists():
+        if not path.is_dir():
+            raise OutputError(f"{flag} {path}: exists and is not a directory")
+        try:
+            non_empty = next(os.scandir(path), None) is not None
+        except OSError as e:
+            raise OutputError(f"{flag} {path}: cannot be listed ({e.strerror or e})") from None
+        if non_empty and not force:
+            raise OutputError(f"{flag} {path}: directory is not empty (use --force to write into it)")
+        _check_writable_dir(path, flag, path)
+        return
+    parent = path.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    _check_writable_dir(parent, flag, path)
+
+
+def check_distinct_outputs(paths: dict[str, str | os.PathLike[str] | None]) -> None:
+    """Two output flags naming the same file would overwrite each other."""
+    seen: dict[str, str] = {}
+    for flag, path in paths.items():
+        if path is None:
+            continue
+        key = os.path.realpath(path)
+        if key in seen:
+            raise OutputError(f"{seen[key]} and {flag} name the same file {path}")
+        seen[key] = flag
+
+
+def _check_not_special(path: Path, flag: str) -> None:
+    try:
+        real = os.path.realpath(path)
+    except (OSError, ValueError) as e:
+        raise OutputError(f"{flag} {path}: not a usable path ({e})") from None
+    if "\x00" in str(path):
+        raise OutputError(f"{flag} {str(path)!r}: a path cannot contain NUL")
+    for root in _SPECIAL_ROOTS:
+        if real == root or real.startswith(root + os.sep):
+            raise OutputError(f"{flag} {path}: is under {root} (a kernel or device file system, not for outputs)")
+
+
+def _check_writable_dir(directory: Path, flag: str, path: Path) -> None:
+    if not directory.is_dir():
+        what = "does not exist" if not directory.exists() else "is not a directory"
+        raise OutputError(f"{flag} {path}: directory {directory} {what}")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise OutputError(f"{flag} {path}: directory {directory} is not writable")

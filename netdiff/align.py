@@ -21,7 +21,6 @@ first partner; the other target tensor is reported unmatched with the reason.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -71,11 +70,10 @@ def load_mapping(path: str | Path) -> dict[str, str]:
     Raises:
         AlignmentError: The file is not a JSON object of strings.
     """
+    from netdiff._input_files import load_json
+
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise AlignmentError(f"{path}: cannot read the mapping file ({e})") from e
+    data = load_json(path, "mapping file", AlignmentError)
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
         raise AlignmentError(f"{path}: a mapping file must be a JSON object {{\"target_name\": \"reference_name\"}}")
     return data
@@ -92,10 +90,11 @@ class _ReferenceIndex:
             self.normalized.setdefault(normalize_name(t.name), []).append(t.name)
             node = t.meta.get("node") if t.meta else None
             if isinstance(node, str):
-                self.nodes.setdefault((node, int(t.meta.get("output_index", 0))), t.name)
+                self.nodes.setdefault((node, _index(t.meta.get("output_index", 0))), t.name)
                 self.normalized.setdefault(normalize_name(node), [])
         blobs = reference.meta.get("blobs") if isinstance(reference.meta.get("blobs"), dict) else {}
-        self.blobs: dict[str, list[str]] = {b: list(w) for b, w in blobs.items() if w}
+        self.blobs: dict[str, list[str]] = {b: list(w) for b, w in blobs.items()
+                                            if w and isinstance(w, list) and all(isinstance(x, str) for x in w)}
 
     def resolve(self, name: str, output_index: int = 0) -> tuple[str | None, str]:
         """Reference tensor for a tensor or node name, exact then normalised.
@@ -184,7 +183,7 @@ def _pair(tensor: Tensor, index: _ReferenceIndex, mapping: dict[str, str], by_bl
     if tensor.name in mapping:
         return mapping[tensor.name], "map", "user mapping file"
     if tensor.origin_names:
-        out_index = int(tensor.meta.get("origin_output_index", 0)) if tensor.meta else 0
+        out_index = _index(tensor.meta.get("origin_output_index", 0)) if tensor.meta else 0
         name, how = index.resolve(tensor.origin_names[-1], out_index)
         if name is not None:
             return name, "fusion-map", f"fusion map: holds {tensor.origin_names[-1]!r}"
@@ -204,7 +203,7 @@ def _pair(tensor: Tensor, index: _ReferenceIndex, mapping: dict[str, str], by_bl
         return name, how, f"{how} name"
     original = tensor.meta.get("original_op") if tensor.meta else None
     if isinstance(original, (list, tuple)) and len(original) == 2 and isinstance(original[0], str) and original[0]:
-        name, _ = index.resolve(original[0], int(original[1]) if isinstance(original[1], int) else 0)
+        name, _ = index.resolve(original[0], _index(original[1]))
         if name is not None:
             return name, "original-op", f"the dump header names its original op {original[0]!r}"
     if isinstance(limit, int) and len(tensor.name) == limit:
@@ -215,6 +214,11 @@ def _pair(tensor: Tensor, index: _ReferenceIndex, mapping: dict[str, str], by_bl
         if len(candidates) == 1:
             return candidates[0], "truncated", f"name cut at {limit} characters"
     return None, "unmatched", how
+
+
+def _index(value: object) -> int:
+    """An output index from dump metadata (anything but a small non-negative int counts as 0)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31 else 0
 
 
 def _unique(blobs: dict[str, list[str]], key: str, norm) -> list[str] | None:

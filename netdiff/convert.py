@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from netdiff._io import check_output_dir, check_output_file
 from netdiff.errors import NetdiffError
 from netdiff.types import Dump, Tensor
 
@@ -72,6 +73,10 @@ def convert_dump(source: str | os.PathLike[str], out: str | os.PathLike[str], *,
     from netdiff.readers import read_dump
 
     target = output_format(out, to)
+    if target == "polygraphy":
+        check_output_file(out, "--out", force=force)
+    else:
+        check_output_dir(out, "--out", force=force)
     dump = read_dump(source, source_format, **dict(options or {}))
     if target == "polygraphy":
         from netdiff.writers.polygraphy_json import write_polygraphy_json

@@ -16,13 +16,13 @@ official msaccucmp applies them):
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from netdiff._input_files import load_json, need_dict, need_int, need_list, need_str
 from netdiff.ascend.names import escape_name
 from netdiff.errors import AlignmentError
 
@@ -35,7 +35,7 @@ INSERTED_NAME = re.compile(r"^trans_|_Input\d+_TransposeBefore$|_Output\d+Transp
 DEFAULT_PRECISION_MODE = "force_fp16"
 
 
-def _value(value: dict[str, Any] | None) -> Any:
+def _value(value: Any, where: str) -> Any:
     """Python value of an om-JSON attr value ({"s": ..}, {"i": ..}, {"list": {"s": [..]}}, ...)."""
     if not isinstance(value, dict):
         return None
@@ -43,21 +43,39 @@ def _value(value: dict[str, Any] | None) -> Any:
         if key in value:
             return value[key]
     if "list" in value:
-        lst = value["list"] or {}
+        lst = value["list"] if value["list"] is not None else {}
+        if not isinstance(lst, dict):
+            raise AlignmentError(f"{where}.list: expected an object, got {type(lst).__name__}")
         for key in ("s", "i", "b", "f"):
             if key in lst:
-                return list(lst[key])
+                return list(need_list(lst[key], f"{where}.list.{key}", AlignmentError))
         return []
     return None
 
 
-def attrs_of(obj: dict[str, Any]) -> dict[str, Any]:
+def attrs_of(obj: dict[str, Any], where: str = "om JSON") -> dict[str, Any]:
     """An om-JSON object's ``attr`` list as a dict key -> Python value."""
     out = {}
-    for item in obj.get("attr") or []:
-        if isinstance(item, dict) and "key" in item:
-            out[item["key"]] = _value(item.get("value"))
+    items = obj.get("attr")
+    for i, item in enumerate(need_list(items, f"{where}.attr", AlignmentError) if items is not None else []):
+        if isinstance(item, dict) and isinstance(item.get("key"), str):
+            out[item["key"]] = _value(item.get("value"), f"{where}.attr[{i}] ({item['key'][:80]!r}).value")
     return out
+
+
+def _int(value: Any, where: str, optional: bool = False, lo: int = -2**63) -> int | None:
+    """An om-JSON integer: a JSON number or a decimal string (protobuf's JSON form of int64)."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value.strip()) <= 20:
+        value = int(value)
+    return need_int(value, where, AlignmentError, optional=optional, lo=lo, hi=2**63 - 1)
+
+
+def _ints(value: Any, where: str) -> tuple[int, ...]:
+    return tuple(_int(d, f"{where}[{i}]") for i, d in enumerate(need_list(value, where, AlignmentError)))
+
+
+def _opt_str(value: Any, where: str) -> str | None:
+    return need_str(value, where, AlignmentError, optional=True) or None
 
 
 @dataclass(frozen=True)
@@ -106,17 +124,44 @@ class Origin:
     relation: str
 
 
-def _output_info(desc: dict[str, Any]) -> OutputInfo:
-    a = attrs_of(desc)
-    shape = tuple(int(d) for d in ((desc.get("shape") or {}).get("dim") or []))
+def _output_info(desc: Any, where: str) -> OutputInfo:
+    need_dict(desc, where, AlignmentError)
+    a = attrs_of(desc, where)
+    shape_obj = desc.get("shape")
+    dims = need_dict(shape_obj, f"{where}.shape", AlignmentError).get("dim") if shape_obj is not None else None
     origin_shape = a.get("origin_shape")
     origin_format = a.get("_datadump_origin_format") or a.get("origin_format")
     index = a.get("_datadump_origin_output_index")
-    return OutputInfo(origin_name=a.get("_datadump_origin_name") or None,
-                      origin_index=int(index) if index is not None else None,
-                      origin_format=str(origin_format) if origin_format else None,
-                      origin_shape=tuple(int(d) for d in origin_shape) if isinstance(origin_shape, list) else (),
-                      dtype=desc.get("dtype"), layout=desc.get("layout"), shape=shape)
+    return OutputInfo(origin_name=_opt_str(a.get("_datadump_origin_name"), f"{where}: _datadump_origin_name"),
+                      origin_index=_int(index, f"{where}: _datadump_origin_output_index", optional=True, lo=0),
+                      origin_format=_opt_str(origin_format, f"{where}: origin_format"),
+                      origin_shape=_ints(origin_shape, f"{where}: origin_shape") if origin_shape is not None else (),
+                      dtype=_opt_str(desc.get("dtype"), f"{where}.dtype"),
+                      layout=_opt_str(desc.get("layout"), f"{where}.layout"),
+                      shape=_ints(dims, f"{where}.shape.dim") if dims is not None else ())
+
+
+def _op_info(op: dict[str, Any], position: int, where: str) -> OpInfo:
+    name = need_str(op["name"], f"{where}.name", AlignmentError)
+    where = f"{where} ({name[:80]!r})"
+    a = attrs_of(op, where)
+    originals = a.get("_datadump_original_op_names")
+    if originals is not None:
+        need_list(originals, f"{where}: _datadump_original_op_names", AlignmentError)
+    op_id = _int(op.get("id"), f"{where}.id", optional=True)
+    inputs = op.get("input")
+    inputs = need_list(inputs, f"{where}.input", AlignmentError) if inputs is not None else []
+    descs = op.get("output_desc")
+    descs = need_list(descs, f"{where}.output_desc", AlignmentError) if descs is not None else []
+    return OpInfo(name=name, type=need_str(op.get("type", ""), f"{where}.type", AlignmentError, optional=True) or "",
+                  id=op_id or position,
+                  inputs=tuple(need_str(x, f"{where}.input[{i}]", AlignmentError, optional=True) or ""
+                               for i, x in enumerate(inputs)),
+                  original_op_names=None if "_datadump_original_op_names" not in a else
+                  tuple(need_str(x, f"{where}: _datadump_original_op_names[{i}]", AlignmentError, optional=True)
+                        for i, x in enumerate(originals or []) if x),
+                  outputs=tuple(_output_info(d, f"{where}.output_desc[{i}]") for i, d in enumerate(descs)),
+                  is_multiop=bool(a.get("_datadump_is_multiop")), attrs=a)
 
 
 class FusionMap:
@@ -127,22 +172,16 @@ class FusionMap:
             raise AlignmentError(f"{source}: not an om JSON (expected an object with a 'graph' list, as "
                                  "`atc --mode=1 --om=model.om --json=model.json` writes)")
         self.source = source
-        self.name: str = str(data.get("name") or "")
-        self.attrs = attrs_of(data)
+        self.name: str = need_str(data.get("name"), f"{source}: name", AlignmentError, optional=True) or ""
+        self.attrs = attrs_of(data, source)
         self.ops: dict[str, OpInfo] = {}
-        for graph in data["graph"]:
-            for position, op in enumerate((graph or {}).get("op") or []):
+        for g, graph in enumerate(data["graph"]):
+            where = f"{source}: graph[{g}]"
+            ops = need_dict(graph, where, AlignmentError).get("op") if graph is not None else None
+            for position, op in enumerate(need_list(ops, f"{where}.op", AlignmentError) if ops is not None else []):
                 if not isinstance(op, dict) or not op.get("name"):
                     continue
-                a = attrs_of(op)
-                originals = a.get("_datadump_original_op_names")
-                info = OpInfo(name=str(op["name"]), type=str(op.get("type", "")),
-                              id=int(op.get("id", position) or position),
-                              inputs=tuple(str(x or "") for x in (op.get("input") or [])),
-                              original_op_names=None if "_datadump_original_op_names" not in a else
-                              tuple(str(x) for x in (originals or []) if x),
-                              outputs=tuple(_output_info(d) for d in (op.get("output_desc") or [])),
-                              is_multiop=bool(a.get("_datadump_is_multiop")), attrs=a)
+                info = _op_info(op, position, f"{where}.op[{position}]")
                 self.ops.setdefault(info.name, info)
         self.by_escaped = {escape_name(n): op for n, op in self.ops.items()}
         self._holders = self._value_holders()
@@ -155,14 +194,7 @@ class FusionMap:
             AlignmentError: The file is missing, not JSON, or not an om JSON.
         """
         path = Path(path)
-        try:
-            with open(path, encoding="utf-8") as handle:
-                data = json.load(handle)
-        except FileNotFoundError:
-            raise AlignmentError(f"{path}: fusion map (om JSON) not found") from None
-        except (OSError, ValueError) as e:
-            raise AlignmentError(f"{path}: not a readable om JSON ({str(e).splitlines()[0]})") from e
-        return cls(data, str(path))
+        return cls(load_json(path, "fusion map (om JSON)", AlignmentError), str(path))
 
     def originals(self, op: OpInfo) -> tuple[str, ...]:
         """Original op names of ``op`` (identity when the attribute is absent)."""
@@ -252,7 +284,8 @@ class FusionMap:
     def output_nodes(self) -> list[tuple[str, int]]:
         """Model outputs from ``attr_model_out_nodes_name`` ("op:index:outputN") as (op, index)."""
         result = []
-        for entry in self.attrs.get("attr_model_out_nodes_name") or []:
+        entries = self.attrs.get("attr_model_out_nodes_name")
+        for entry in entries if isinstance(entries, list) else []:
             parts = str(entry).split(":")
             if len(parts) >= 2 and parts[1].lstrip("-").isdigit():
                 result.append((parts[0], int(parts[1])))

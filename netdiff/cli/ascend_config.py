@@ -22,6 +22,9 @@ def ascend_config_command(
     from netdiff.ascend.aclconfig import write_acl_config
     from netdiff.cli._common import console
 
+    from netdiff._io import check_output_file
+
+    check_output_file(out, "--out", force=force)
     config = write_acl_config(om_json, out, dump_path=dump_path, mode=mode, force=force)
     dump = config["dump"]
     console().print(f"wrote {out}: model {dump['dump_list'][0]['model_name']}, dump_mode {dump['dump_mode']}, "

@@ -21,6 +21,9 @@ def caffe_to_onnx_command(
     """Translate a Caffe net (prototxt + caffemodel) to ONNX with Caffe semantics (ceil pooling, ...)."""
     from netdiff.caffe.export import caffe_to_onnx
 
+    from netdiff._io import check_output_file
+
+    check_output_file(out, "--out", force=force)
     result = caffe_to_onnx(prototxt, out, weights=weights, force=force)
     console().print(f"wrote {result.out} ({result.layers} layers, {result.nodes} ONNX nodes, "
                     f"{result.bytes / 1e6:.1f} MB) from weights {result.weights}")

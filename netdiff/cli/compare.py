@@ -44,6 +44,10 @@ def compare_command(
     from netdiff.reports.terminal import ReportView
     from netdiff.types import Thresholds
 
+    from netdiff._io import check_output_files
+
+    check_output_files({"--json": json_path, "--csv": csv_path, "--html": html_path,
+                        "--model-explorer": model_explorer_path})
     target_options = parse_options(target_option, "--target-option")
     if fusion_map is not None:
         target_options["fusion_map"] = str(fusion_map)

@@ -41,6 +41,10 @@ def demo_command(
     from netdiff.progress import terminal_progress
     from netdiff.reports.terminal import ReportView
 
+    from netdiff._io import check_output_dir, check_output_files
+
+    check_output_dir(out, "--out", force=True)
+    check_output_files({"--html": html_path, "--json": json_path})
     out_console = console()
     workdir, note = demo_dir(out)
     case = build_demo(workdir)

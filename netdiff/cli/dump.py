@@ -25,6 +25,9 @@ def dump_command(
     from netdiff.inputs import parse_input_args
     from netdiff.progress import terminal_progress
 
+    from netdiff._io import check_output_dir
+
+    check_output_dir(out, "--out", force=force)
     result = dump_model(model, out, parse_input_args(input or []), force=force, seed=seed,
                         options=model_options(weights), progress=terminal_progress())
     console().print(f"wrote {result.tensors} tensors ({result.bytes / 1e6:.1f} MB) to {result.out}")

@@ -30,10 +30,11 @@ def lint_command(
     from rich.table import Table
     from rich.text import Text
 
-    from netdiff._io import write_text_atomic
+    from netdiff._io import check_output_files, write_text_atomic
     from netdiff.inputs import parse_input_args
     from netdiff.lint import lint
 
+    check_output_files({"--json": json_path})
     result = lint(model, target, weights=weights, inputs=parse_input_args(input or []), seed=seed)
     if json_path is not None:
         write_text_atomic(json_path, json.dumps(result.to_json(), indent=2) + "\n")

@@ -23,6 +23,9 @@ def report_command(
     from netdiff.reports.model_explorer import write_node_data
     from netdiff.reports.terminal import ReportView
 
+    from netdiff._io import check_output_files
+
+    check_output_files({"--html": html_path, "--model-explorer": model_explorer_path})
     report = load_report(report_json)
     if html_path is not None:
         write_html(report, html_path)

@@ -41,6 +41,7 @@ def run_command(
     seed: SeedOpt = 0,
 ) -> None:
     """Simulate TARGET for MODEL and compare every layer: accumulated and isolated error; exit 1 on divergence."""
+    from netdiff._io import check_output_files
     from netdiff.cli.compare import write_outputs
     from netdiff.inputs import parse_input_args
     from netdiff.progress import terminal_progress
@@ -48,6 +49,7 @@ def run_command(
     from netdiff.simulators.run import run_simulated
     from netdiff.types import Thresholds
 
+    check_output_files({"--json": json_path, "--csv": csv_path, "--html": html_path})
     report = run_simulated(model, check_kind(target), parse_input_args(input or []), calibration=calib,
                            preprocess=preprocess_from_flags(calib_config, size, mean, std, scale, channel_order, layout),
                            calibration_limit=calib_limit, options=parse_options(option, "--option"),

@@ -43,7 +43,7 @@ def sensitivity_command(
 
     Exit 0 when the target cosine is reached, 1 when it is not.
     """
-    from netdiff._io import write_text_atomic
+    from netdiff._io import check_output_files, write_text_atomic
     from netdiff.errors import NetdiffError
     from netdiff.inputs import parse_input_args
     from netdiff.progress import terminal_progress
@@ -51,6 +51,7 @@ def sensitivity_command(
 
     if keep_dtype is not None and target != "fp16":
         raise NetdiffError("--keep-dtype writes Ascend's float16 keep list: use it with --target fp16")
+    check_output_files({"--json": json_path, "--keep-dtype": keep_dtype})
     result = analyze_sensitivity(model, parse_input_args(input or []), kind=target, calibration=calib,
                                  preprocess=preprocess_from_flags(calib_config, size, mean, std, scale, channel_order, layout),
                                  calibration_limit=calib_limit, options=parse_options(option, "--option"),

@@ -95,6 +95,9 @@ def simulate_command(
     from netdiff.progress import terminal_progress
     from netdiff.simulators.run import simulate
 
+    from netdiff._io import check_output_dir
+
+    check_output_dir(out, "--out", force=force)
     sim = simulate(model, check_kind(target), parse_input_args(input or []), calibration=calib,
                    preprocess=preprocess_from_flags(calib_config, size, mean, std, scale, channel_order, layout),
                    calibration_limit=calib_limit, options=parse_options(option, "--option"),

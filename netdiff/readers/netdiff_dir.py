@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import functools
-import math
-import json
 from pathlib import Path
 from typing import Any
 
+from netdiff._input_files import load_json, need_dict, need_int, need_int_list, need_str, need_str_list
 from netdiff._io import load_npy, npy_header
 from netdiff.errors import DumpFormatError
 from netdiff.manifest import FORMAT, MANIFEST, VERSION
 from netdiff.readers._partial import require_readable
 from netdiff.readers.base import Reader, register_reader
 from netdiff.types import Dump, Tensor
+
+
+#: Longest ``file`` field accepted (characters); real file names are far shorter.
+MAX_FILE_FIELD = 4096
 
 
 @register_reader("netdiff")
@@ -44,17 +47,21 @@ class NetdiffDirReader(Reader):
 
 
 def _load_manifest(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DumpFormatError(f"{path}: not valid JSON ({e})") from e
+    data = load_json(path, "manifest", DumpFormatError)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise DumpFormatError(f"{path}: not a netdiff manifest (expected \"format\": \"{FORMAT}\")")
     if data.get("version", VERSION) != VERSION:
-        raise DumpFormatError(f"{path}: manifest version {data.get('version')!r} is not supported "
+        raise DumpFormatError(f"{path}: manifest version {str(data.get('version'))[:40]!r} is not supported "
                               f"(this netdiff reads version {VERSION})")
     if not isinstance(data.get("tensors"), list):
         raise DumpFormatError(f"{path}: \"tensors\" must be a list")
+    for key in ("graph_inputs", "graph_outputs", "target_only"):
+        if data.get(key) is not None:
+            need_str_list(data[key], f"{path}: \"{key}\"", DumpFormatError)
+    if data.get("meta") is not None:
+        need_dict(data["meta"], f"{path}: \"meta\"", DumpFormatError)
+    if data.get("source") is not None:
+        need_str(data["source"], f"{path}: \"source\"", DumpFormatError)
     return data
 
 
@@ -65,43 +72,55 @@ def _names(manifest: dict[str, Any], key: str) -> list[str]:
 
 def _tensor(root: Path, entry: Any, index: int) -> Tensor:
     where = f"{root / MANIFEST}: tensor #{index}"
-    if isinstance(entry, dict) and isinstance(entry.get("name"), str) and isinstance(entry.get("error"), str) \
-            and "file" not in entry:
-        return Tensor.unreadable(entry["name"], entry["error"], str(root))
-    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not isinstance(entry.get("file"), str):
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
         raise DumpFormatError(f"{where}: needs string \"name\" and \"file\"")
-    file = (root / entry["file"]).resolve()
-    if root not in file.parents:
-        raise DumpFormatError(f"{where}: file {entry['file']!r} is outside the dump directory")
-    if not file.is_file():
-        return Tensor.unreadable(entry["name"], f"{where}: file {entry['file']!r} does not exist", str(file))
+    name = entry["name"]
+    if isinstance(entry.get("error"), str) and "file" not in entry:
+        return Tensor.unreadable(name, entry["error"], str(root))
+    try:
+        return _checked_tensor(root, entry, index, f"{where} ({name[:200]!r})")
+    except _EntryError as e:  # one malformed entry is one unreadable tensor
+        return Tensor.unreadable(name, str(e), str(root))
+
+
+class _EntryError(DumpFormatError):
+    """A manifest entry with a malformed field (the tensor becomes unreadable)."""
+
+
+def _checked_tensor(root: Path, entry: dict[str, Any], index: int, where: str) -> Tensor:
+    name = entry["name"]
+    file_name = need_str(entry.get("file"), f"{where}: \"file\"", _EntryError, max_len=MAX_FILE_FIELD)
+    if "\x00" in file_name or not file_name:
+        raise _EntryError(f"{where}: \"file\" must be a non-empty file name without NUL")
+    declared = entry.get("shape")
+    if declared is not None:
+        declared = need_int_list(declared, f"{where}: \"shape\"", _EntryError, lo=0, hi=2**62)
+    order = need_int(entry.get("order", index), f"{where}: \"order\"", _EntryError, optional=True)
+    inputs = need_str_list(entry.get("inputs") or [], f"{where}: \"inputs\"", _EntryError)
+    origin = need_str_list(entry.get("origin_names") or [], f"{where}: \"origin_names\"", _EntryError)
+    layout = need_str(entry.get("layout"), f"{where}: \"layout\"", _EntryError, optional=True)
+    op_type = need_str(entry.get("op_type"), f"{where}: \"op_type\"", _EntryError, optional=True)
+    meta = need_dict(entry.get("meta") or {}, f"{where}: \"meta\"", _EntryError)
+    try:
+        file = (root / file_name).resolve()
+        inside = root in file.parents
+        exists = inside and file.is_file()
+    except (OSError, ValueError) as e:
+        raise _EntryError(f"{where}: file {file_name[:200]!r} cannot be opened ({e})") from None
+    if not inside:
+        raise DumpFormatError(f"{where}: file {file_name[:200]!r} is outside the dump directory")
+    if not exists:
+        return Tensor.unreadable(name, f"{where}: file {file_name[:200]!r} does not exist (or is not a regular "
+                                       "file)", str(file))
     try:
         shape, dtype = npy_header(file)
     except DumpFormatError as e:
-        return Tensor.unreadable(entry["name"], str(e), str(file))
-    declared = entry.get("shape")
-    if isinstance(declared, list) and [_int(d) for d in declared] != list(shape):
-        raise DumpFormatError(f"{where} ({entry['name']!r}): manifest shape {declared} differs from the file's {list(shape)}")
-    order = entry.get("order", index)
-    inputs = entry.get("inputs") or []
-    origin = entry.get("origin_names") or []
+        return Tensor.unreadable(name, str(e), str(file))
+    if declared is not None and list(declared) != list(shape):
+        raise DumpFormatError(f"{where}: manifest shape {declared} differs from the file's {list(shape)}")
     return Tensor(
-        name=entry["name"], shape=shape, dtype=dtype.name,
+        name=name, shape=shape, dtype=dtype.name,
         loader=functools.partial(load_npy, file),
-        layout=_opt_str(entry.get("layout")), op_type=_opt_str(entry.get("op_type")),
-        order=order if isinstance(order, int) else index,
-        inputs=tuple(str(x) for x in inputs) if isinstance(inputs, list) else (),
-        origin_names=tuple(str(x) for x in origin) if isinstance(origin, list) else (),
-        source=str(file),
-        meta=entry["meta"] if isinstance(entry.get("meta"), dict) else {},
+        layout=layout, op_type=op_type, order=order if order is not None else index,
+        inputs=tuple(inputs), origin_names=tuple(origin), source=str(file), meta=meta,
     )
-
-
-def _opt_str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

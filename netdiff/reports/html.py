@@ -64,15 +64,10 @@ def load_report(path: str | os.PathLike[str]) -> Report:
     """
     from netdiff.reports.json import report_from_json
 
+    from netdiff._input_files import load_json
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise NetdiffError(f"{path}: cannot read the JSON report ({getattr(e, 'strerror', None) or e})") from e
-    try:
-        data = json.loads(text)
-    except ValueError as e:
-        raise NetdiffError(f"{path}: not valid JSON ({e}); expected a report written by netdiff compare --json") from e
+    data = load_json(path, "JSON report (written by netdiff compare --json)", NetdiffError)
     try:
         return report_from_json(data)
     except NetdiffError as e:

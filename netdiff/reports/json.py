@@ -10,8 +10,10 @@ from typing import Any
 from netdiff import __version__
 from netdiff._io import write_text_atomic
 from netdiff.errors import NetdiffError
-from netdiff.types import (Finding, LayerMetrics, LayerResult, Match, Report, Thresholds, Transform,
-                           _json_number, _jsonable)
+from netdiff._input_files import (need_dict, need_int, need_int_list, need_list, need_number, need_str,
+                                  need_str_list)
+from netdiff.types import (METRIC_NAMES, SEVERITIES, STATUSES, Finding, LayerMetrics, LayerResult, Match, Report,
+                           Thresholds, Transform, _json_number, _jsonable)
 
 SCHEMA_VERSION = 1
 
@@ -119,7 +121,8 @@ def report_from_json(data: dict[str, Any] | str) -> Report:
     """Rebuild a :class:`Report` from its JSON form or text (to re-render a saved report).
 
     Raises:
-        NetdiffError: The data is not a netdiff JSON report of a known version.
+        NetdiffError: The data is not a netdiff JSON report of a known version, or a field has
+            the wrong type (the message names it).
     """
     if isinstance(data, str):
         try:
@@ -129,7 +132,9 @@ def report_from_json(data: dict[str, Any] | str) -> Report:
     if not isinstance(data, dict) or "layers" not in data or "version" not in data:
         raise NetdiffError("not a netdiff JSON report (needs \"version\" and \"layers\")")
     if data["version"] != SCHEMA_VERSION:
-        raise NetdiffError(f"JSON report version {data['version']!r} is not supported (expected {SCHEMA_VERSION})")
+        raise NetdiffError(f"JSON report version {str(data['version'])[:40]!r} is not supported "
+                           f"(expected {SCHEMA_VERSION})")
+    check_report_json(data)
     try:
         layers = [_layer_from_json(x) for x in data["layers"]]
         findings = [Finding(kind=f["kind"], layer=f.get("layer"), severity=f["severity"], message=f["message"],
@@ -143,6 +148,75 @@ def report_from_json(data: dict[str, Any] | str) -> Report:
                       inputs=data.get("inputs") or {}, meta=data.get("meta") or {})
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise NetdiffError(f"malformed netdiff JSON report ({type(e).__name__}: {e})") from e
+
+
+def check_report_json(data: dict[str, Any]) -> None:
+    """Type-check the fields of a JSON report that rendering reads (one line naming the field).
+
+    Raises:
+        NetdiffError: A field has the wrong type or value.
+    """
+    e = NetdiffError
+    for key in ("reference", "target", "inputs", "meta", "thresholds"):
+        if data.get(key) is not None:
+            need_dict(data[key], f"\"{key}\"", e)
+    for key in ("cosine", "rel_l2"):
+        need_number((data.get("thresholds") or {}).get(key), f"\"thresholds.{key}\"", e, optional=True, finite=True)
+    for key in ("graph_outputs", "target_only"):
+        if (data.get("meta") or {}).get(key) is not None:
+            need_str_list(data["meta"][key], f"\"meta.{key}\"", e)
+    names = set()
+    for i, layer in enumerate(need_list(data["layers"], "\"layers\"", e)):
+        names.update(_check_layer(need_dict(layer, f"layers[{i}]", e), f"layers[{i}]"))
+    first = need_str(data.get("first_divergence"), "\"first_divergence\"", e, optional=True)
+    if first is not None and first not in names:
+        raise e(f"\"first_divergence\": {first[:80]!r} is not one of the layers")
+    need_str_list(data.get("origins") or [], "\"origins\"", e)
+    for i, f in enumerate(need_list(data.get("findings") or [], "\"findings\"", e)):
+        where = f"findings[{i}]"
+        need_dict(f, where, e)
+        for key in ("kind", "message"):
+            need_str(f.get(key), f"{where}.{key}", e)
+        need_str(f.get("layer"), f"{where}.layer", e, optional=True)
+        need_str(f.get("suggestion", ""), f"{where}.suggestion", e)
+        if f.get("severity") not in SEVERITIES:
+            raise e(f"{where}.severity: expected one of {', '.join(SEVERITIES)}, got {str(f.get('severity'))[:40]!r}")
+        need_dict(f.get("evidence") or {}, f"{where}.evidence", e)
+
+
+def _check_layer(x: dict[str, Any], where: str) -> tuple[str, ...]:
+    e = NetdiffError
+    name = need_str(x.get("name"), f"{where}.name", e)
+    target = need_str(x.get("target_name"), f"{where}.target_name", e, optional=True)
+    need_str(x.get("op_type"), f"{where}.op_type", e, optional=True)
+    need_int(x.get("order"), f"{where}.order", e, optional=True)
+    if x.get("status") not in STATUSES:
+        raise e(f"{where}.status: expected one of {', '.join(STATUSES)}, got {str(x.get('status'))[:40]!r}")
+    metrics = x.get("metrics")
+    if metrics:
+        need_dict(metrics, f"{where}.metrics", e)
+        for key in METRIC_NAMES:
+            need_number(metrics.get(key), f"{where}.metrics.{key}", e, optional=True)
+    need_str_list(x.get("notes") or [], f"{where}.notes", e)
+    need_number(x.get("error_gain"), f"{where}.error_gain", e, optional=True)
+    for key in ("shape", "target_shape"):
+        if x.get(key) is not None:
+            need_int_list(x[key], f"{where}.{key}", e, lo=0)
+    need_str(x.get("reason", ""), f"{where}.reason", e)
+    need_str_list(x.get("inputs") or [], f"{where}.inputs", e)
+    al = x.get("alignment")
+    if al:
+        need_dict(al, f"{where}.alignment", e)
+        if al.get("permutation"):
+            need_int_list(al["permutation"], f"{where}.alignment.permutation", e, lo=0, hi=64)
+        for key in ("layout", "method", "reason"):
+            need_str(al.get(key), f"{where}.alignment.{key}", e, optional=True)
+    extra = need_dict(x.get("extra") or {}, f"{where}.extra", e)
+    iso = extra.get("isolated")
+    if iso is not None:
+        need_number(need_dict(iso, f"{where}.extra.isolated", e).get("cosine"), f"{where}.extra.isolated.cosine", e,
+                    optional=True)
+    return (name,) if target is None else (name, target)
 
 
 def _layer_from_json(x: dict[str, Any]) -> LayerResult:

@@ -42,5 +42,5 @@ def test_bad_inputs(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("not json")
     assert main(["ascend-config", str(bad), "--out", str(out)]) == 2
-    assert "not a readable om JSON" in capsys.readouterr().err
+    assert "not valid JSON" in capsys.readouterr().err
     assert not out.exists()
