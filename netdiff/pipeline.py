@@ -20,8 +20,8 @@ from netdiff.metrics import compute_metrics
 from netdiff.progress import NullProgress, Progress
 from netdiff.readers import read_dump
 from netdiff.runners import Model, find_runner, load_model, runner_names
-from netdiff.types import Dump, LayerResult, Match, Report, Tensor, Thresholds, Transform
-from netdiff.verdict import find_origins, status_of
+from netdiff.types import Dump, LayerResult, Match, Precision, Report, Tensor, Thresholds, Transform
+from netdiff.verdict import apply_expected_noise, find_origins, status_of
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def compare(reference: Any, target: Any, inputs: InputsLike = None, *,
             reference_options: Mapping[str, Any] | None = None, target_options: Mapping[str, Any] | None = None,
             mapping: Mapping[str, str] | str | Path | None = None, thresholds: Thresholds | None = None,
             seed: int = 0, diagnose: bool = True, isolated: str = "origins", workers: int = 2,
-            progress: Progress | None = None) -> Report:
+            precision: Precision | str | None = None, progress: Progress | None = None) -> Report:
     """Compare every tensor of ``target`` with ``reference``.
 
     Args:
@@ -84,6 +84,9 @@ def compare(reference: Any, target: Any, inputs: InputsLike = None, *,
         diagnose: Run the diagnosis rules.
         isolated: Isolated-error re-runs: "origins", "all" or "none".
         workers: Threads measuring tensors in parallel.
+        precision: The target's precision ("int8", "fp16", "nnie8", ... or a :class:`Precision`);
+            by default learnt from a quantized or fp16 target model, else unknown. When known, layers
+            within its expected noise are ``noisy``, not diverged (:mod:`netdiff.noise`).
         progress: Receives progress (silent by default).
 
     Returns:
@@ -101,21 +104,49 @@ def compare(reference: Any, target: Any, inputs: InputsLike = None, *,
     layers = measure_all(ref_side.dump, tgt_side.dump, alignment, thresholds, workers, progress)
     report = Report(reference=ref_side.description, target=tgt_side.description, thresholds=thresholds,
                     layers=layers, inputs=ref_side.description.get("inputs") or tgt_side.description.get("inputs") or {})
-    finish_report(report, ref_side, tgt_side, alignment, diagnose=diagnose, isolated=isolated)
+    finish_report(report, ref_side, tgt_side, alignment, diagnose=diagnose, isolated=isolated,
+                  precision=precision)
     return report
 
 
+def target_precision(precision: Precision | str | None, ref_side: Side, tgt_side: Side) -> Precision | None:
+    """The precision to judge the target by: the one given, else what a target model holds."""
+    if isinstance(precision, Precision):
+        return precision
+    if isinstance(precision, str):
+        from netdiff.noise import precision_hint
+
+        return precision_hint(precision)
+    if tgt_side.model is not None and hasattr(tgt_side.model, "onnx_model"):
+        from netdiff.converted import model_precision
+
+        reference = ref_side.model.onnx_model() if ref_side.model is not None and hasattr(ref_side.model, "onnx_model") else None
+        return model_precision(tgt_side.model.onnx_model(), reference)
+    return None
+
+
 def finish_report(report: Report, ref_side: Side, tgt_side: Side, alignment: Alignment, *,
-                  diagnose: bool = True, isolated: str = "origins") -> Report:
+                  diagnose: bool = True, isolated: str = "origins",
+                  precision: Precision | str | None = None) -> Report:
     """Fill origins, first divergence, meta, isolated metrics and (optionally) findings of a measured report.
 
     With ``diagnose``, target tensors holding a fused activation are re-aligned first, so the
-    origins and first divergence are computed on the corrected pairs.
+    origins and first divergence are computed on the corrected pairs. With a known ``precision``
+    (see :func:`target_precision`), each layer gets its expected noise and is re-judged
+    ok / noisy / diverged before the origins are found.
     """
     if diagnose:
         from netdiff.diagnosis.fused import realign_fused_activations
 
         realign_fused_activations(report.layers, ref_side.dump, tgt_side.dump, report.thresholds)
+    model = ref_side.model.onnx_model() if ref_side.model is not None else None
+    known = target_precision(precision, ref_side, tgt_side)
+    if known is not None:
+        from netdiff.noise import assign_expected_noise
+
+        assign_expected_noise(report.layers, ref_side.dump, known, model)
+        apply_expected_noise(report.layers, report.thresholds)
+        report.meta["precision"] = known.describe()
     report.origins = find_origins(report.layers)
     report.first_divergence = report.origins[0] if report.origins else None
     report.meta.setdefault("target_only", alignment.target_only)
@@ -124,7 +155,6 @@ def finish_report(report: Report, ref_side: Side, tgt_side: Side, alignment: Ali
     for key, value in tgt_side.dump.meta.items():
         if key not in ("blobs",) and isinstance(value, (str, int, float, bool)):
             report.meta.setdefault(f"target.{key}", value)
-    model = ref_side.model.onnx_model() if ref_side.model is not None else None
     if isolated != "none" and model is not None:
         from netdiff.isolated import compute_isolated
 
@@ -133,7 +163,7 @@ def finish_report(report: Report, ref_side: Side, tgt_side: Side, alignment: Ali
         from netdiff.diagnosis import Context, diagnose as run_rules
 
         context = Context(report, ref_side.dump, tgt_side.dump, alignment, model=model,
-                          target_format=tgt_side.dump.format, options={"isolated": isolated})
+                          target_format=tgt_side.dump.format, options={"isolated": isolated, "precision": known})
         report.findings = run_rules(context)
     return report
 

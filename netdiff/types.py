@@ -20,7 +20,7 @@ np = lazy_import("numpy")  # imported on first use, so `netdiff --help` never lo
 
 
 #: Layer status values, in the order the terminal legend shows them.
-STATUSES = ("ok", "diverged", "missing_in_target", "missing_in_reference", "shape_mismatch", "error", "not_observable")
+STATUSES = ("ok", "noisy", "diverged", "missing_in_target", "missing_in_reference", "shape_mismatch", "error", "not_observable")
 SEVERITIES = ("error", "warning", "info")
 
 
@@ -263,10 +263,16 @@ def _json_number(value: float | int) -> float | int | None:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """When a layer counts as diverged: cosine below ``cosine`` or rel_l2 above ``rel_l2``."""
+    """When a layer counts as diverged: cosine below ``cosine`` or rel_l2 above ``rel_l2``.
+
+    When the target's precision is known, a layer outside these thresholds whose rel_l2 is at most
+    ``noise_factor`` times its expected noise (:attr:`LayerResult.expected_rel_l2`) is ``noisy``,
+    not diverged (docs/converted-models.md).
+    """
 
     cosine: float = 0.99
     rel_l2: float = 0.05
+    noise_factor: float = 4.0
 
     def passes(self, metrics: LayerMetrics) -> bool:
         """True when the pair is within both thresholds (NaN cosine fails unless both sides are zero)."""
@@ -288,12 +294,15 @@ class LayerResult:
         status: One of :data:`STATUSES`.
         metrics: Metrics of the aligned pair, or None when not compared.
         match: How the pair was aligned.
-        introduced: True when this layer diverged while all its aligned inputs are ok.
+        introduced: True when this layer diverged while all its aligned inputs are ok (or noisy).
         error_gain: rel_l2 of this layer divided by the largest rel_l2 of its inputs.
         shape: Reference shape (target shape when missing in the reference).
         target_shape: Target shape as stored.
         reason: Why the status is what it is (errors, shape mismatches, NaN cosine).
         inputs: Reference input tensor names.
+        expected_rel_l2: The rel_l2 the target's precision is expected to cost at this layer
+            (quantization / rounding noise accumulated through the net), or None when the
+            precision is unknown (see :mod:`netdiff.noise`).
         extra: Additional per-layer data filled by later stages
             ("isolated" metrics, "histograms", "channels", per-sample stats, ...).
     """
@@ -312,6 +321,42 @@ class LayerResult:
     reason: str = ""
     inputs: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    expected_rel_l2: float | None = None
+
+
+@dataclass(frozen=True)
+class Precision:
+    """What the target computes in, as far as netdiff knows it.
+
+    Attributes:
+        kind: "int8", "uint8", "int16", "int4", "fp16", "bf16", "nnie8", "nnie16" or "fp32".
+        source: Where it was learnt: "hint" (--precision), "model" (a quantized or fp16 target
+            model) or "simulator" (netdiff run).
+        activation_bits: Bits of quantized activations (uniform kinds), else None.
+        weight_bits: Bits of quantized weights (uniform kinds), else None.
+        per_channel: Weights quantized per output channel (uniform kinds).
+        weight_steps: Reference node name -> the target's weight quantization step(s), when the
+            target model holds them (QDQ / QOperator scales).
+        activation_steps: Reference tensor name -> the target's quantization step of it.
+    """
+
+    kind: str
+    source: str = "hint"
+    activation_bits: int | None = None
+    weight_bits: int | None = None
+    per_channel: bool = False
+    weight_steps: Mapping[str, tuple[float, ...]] = field(default_factory=dict, compare=False)
+    activation_steps: Mapping[str, float] = field(default_factory=dict, compare=False)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-friendly summary (the report's ``meta["precision"]``)."""
+        data: dict[str, Any] = {"kind": self.kind, "source": self.source}
+        if self.activation_bits is not None:
+            data.update(activation_bits=self.activation_bits, weight_bits=self.weight_bits,
+                        per_channel=self.per_channel)
+        if self.weight_steps or self.activation_steps:
+            data.update(quantized_weights=len(self.weight_steps), quantized_tensors=len(self.activation_steps))
+        return data
 
 
 @dataclass(frozen=True)
@@ -391,6 +436,11 @@ class Report:
     def __bool__(self) -> bool:
         """True when no layer diverged, failed to read or could not be reconciled."""
         return not self.failed
+
+    @property
+    def noisy(self) -> bool:
+        """True when some layers are outside the thresholds but within the precision's expected noise."""
+        return any(layer.status == "noisy" for layer in self.layers)
 
     @property
     def diverged(self) -> bool:

@@ -1,4 +1,4 @@
-"""Per-layer status, origins of divergence and error gain."""
+"""Per-layer status (ok / noisy / diverged), origins of divergence and error gain."""
 
 from __future__ import annotations
 
@@ -7,11 +7,16 @@ from collections.abc import Iterable
 
 from netdiff.types import LayerMetrics, LayerResult, Thresholds
 
+#: Statuses of a layer that reproduces the reference as well as the target's precision allows.
+ACCEPTED = ("ok", "noisy")
+#: A layer is never ``noisy`` above this rel_l2, whatever noise its precision predicts.
+MAX_NOISY_REL_L2 = 0.5
+
 
 def find_origins(layers: list[LayerResult]) -> list[str]:
     """Mark layers that introduced divergence and set each layer's error gain.
 
-    A diverged layer is an origin when every aligned input of it is ok. Inputs that were not
+    A diverged layer is an origin when every aligned input of it is ok or noisy. Inputs that were not
     compared are looked through: their own nearest compared ancestors stand in for them.
 
     Returns:
@@ -26,7 +31,7 @@ def find_origins(layers: list[LayerResult]) -> list[str]:
         upstream = _compared_ancestors(layer.inputs, by_name, memo, set())
         rels = [u.metrics.rel_l2 for u in upstream if u.metrics is not None]
         layer.error_gain = _gain(layer.metrics.rel_l2, rels)
-        if layer.status == "diverged" and all(u.status == "ok" for u in upstream):
+        if layer.status == "diverged" and all(u.status in ACCEPTED for u in upstream):
             layer.introduced = True
             origins.append(layer.name)
     return origins
@@ -61,8 +66,35 @@ def _gain(rel: float, input_rels: list[float]) -> float | None:
     return rel / top
 
 
-def status_of(thresholds: Thresholds, metrics: LayerMetrics) -> str:
-    """'ok' or 'diverged' for a metrics record under ``thresholds``."""
+def status_of(thresholds: Thresholds, metrics: LayerMetrics, expected_rel_l2: float | None = None) -> str:
+    """'ok', 'noisy' or 'diverged' for a metrics record under ``thresholds``.
+
+    'noisy': outside the thresholds, but rel_l2 is at most ``thresholds.noise_factor`` times the
+    precision's ``expected_rel_l2`` (and at most :data:`MAX_NOISY_REL_L2`). Without an expected
+    noise, only 'ok' or 'diverged'.
+    """
     if metrics.target_nan + metrics.target_inf > metrics.ref_nan + metrics.ref_inf:
         return "diverged"  # NaN/Inf the reference does not have: never ok, whatever the finite pairs say
-    return "ok" if thresholds.passes(metrics) else "diverged"
+    if thresholds.passes(metrics):
+        return "ok"
+    return "noisy" if within_noise(thresholds, metrics, expected_rel_l2) else "diverged"
+
+
+def within_noise(thresholds: Thresholds, metrics: LayerMetrics, expected_rel_l2: float | None) -> bool:
+    """True when the layer's rel_l2 is what its precision is expected to cost (see :mod:`netdiff.noise`)."""
+    rel = metrics.rel_l2
+    if expected_rel_l2 is None or math.isnan(rel) or math.isnan(metrics.cosine):
+        return False
+    return rel <= min(thresholds.noise_factor * expected_rel_l2, MAX_NOISY_REL_L2)
+
+
+def apply_expected_noise(layers: list[LayerResult], thresholds: Thresholds) -> list[str]:
+    """Re-judge compared layers against their ``expected_rel_l2``; return the names now ``noisy``."""
+    noisy = []
+    for layer in layers:
+        if layer.metrics is None or layer.status not in ("ok", "noisy", "diverged"):
+            continue
+        layer.status = status_of(thresholds, layer.metrics, layer.expected_rel_l2)
+        if layer.status == "noisy":
+            noisy.append(layer.name)
+    return noisy

@@ -25,6 +25,8 @@ def compare_command(
     model_explorer_path: Annotated[Path | None, typer.Option("--model-explorer", help="Write per-node cosine as Google Model Explorer node data JSON.")] = None,
     cosine_threshold: Annotated[float, typer.Option("--cosine-threshold", help="A layer diverges below this cosine.")] = 0.99,
     rel_l2_threshold: Annotated[float, typer.Option("--rel-l2-threshold", help="A layer diverges above this rel_l2.")] = 0.05,
+    precision: Annotated[str | None, typer.Option("--precision", help="The target's precision (int8, uint8, int16, int4, fp16, bf16, nnie8, nnie16) for a dump; a quantized or fp16 target model tells its own. Layers within its expected noise are 'noisy', not diverged.")] = None,
+    noise_factor: Annotated[float, typer.Option("--noise-factor", help="With a known precision, a layer beyond the thresholds is noisy up to this many times its expected noise.")] = 4.0,
     show_all: Annotated[bool, typer.Option("--all", help="Show every layer, not only those around origins and the worst.")] = False,
     reference_format: Annotated[str | None, typer.Option("--reference-format", help="Force the reference's format (reader or runner key).")] = None,
     target_format: Annotated[str | None, typer.Option("--target-format", help="Force the target's format (reader or runner key).")] = None,
@@ -45,17 +47,19 @@ def compare_command(
     from netdiff.types import Thresholds
 
     from netdiff._io import check_output_files
+    from netdiff.noise import precision_hint
 
     check_output_files({"--json": json_path, "--csv": csv_path, "--html": html_path,
                         "--model-explorer": model_explorer_path})
     target_options = parse_options(target_option, "--target-option")
+    known = precision_hint(precision) if precision is not None else None
     if fusion_map is not None:
         target_options["fusion_map"] = str(fusion_map)
     if side is not None:
         target_options["side"] = side
     common = dict(reference_format=reference_format, target_format=target_format,
                   reference_options=model_options(weights), target_options=target_options, mapping=mapping,
-                  thresholds=Thresholds(cosine_threshold, rel_l2_threshold), seed=seed,
+                  thresholds=Thresholds(cosine_threshold, rel_l2_threshold, noise_factor), seed=seed, precision=known,
                   diagnose=not no_diagnose, isolated=isolated, progress=terminal_progress())
     samples = sample_args(input or [])
     if samples is not None:

@@ -34,6 +34,7 @@ def run_command(
     html_path: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report.")] = None,
     cosine_threshold: Annotated[float, typer.Option("--cosine-threshold", help="A layer diverges below this cosine.")] = 0.99,
     rel_l2_threshold: Annotated[float, typer.Option("--rel-l2-threshold", help="A layer diverges above this rel_l2.")] = 0.05,
+    noise_factor: Annotated[float, typer.Option("--noise-factor", help="A layer beyond the thresholds is noisy up to this many times the simulated precision's expected noise.")] = 4.0,
     show_all: Annotated[bool, typer.Option("--all", help="Show every layer, not only those around origins and the worst.")] = False,
     no_isolated: Annotated[bool, typer.Option("--no-isolated", help="Skip the isolated (single-layer) runs.")] = False,
     no_diagnose: Annotated[bool, typer.Option("--no-diagnose", help="Skip cause diagnosis.")] = False,
@@ -53,7 +54,7 @@ def run_command(
     report = run_simulated(model, check_kind(target), parse_input_args(input or []), calibration=calib,
                            preprocess=preprocess_from_flags(calib_config, size, mean, std, scale, channel_order, layout),
                            calibration_limit=calib_limit, options=parse_options(option, "--option"),
-                           thresholds=Thresholds(cosine_threshold, rel_l2_threshold), mapping=mapping,
+                           thresholds=Thresholds(cosine_threshold, rel_l2_threshold, noise_factor), mapping=mapping,
                            isolated=not no_isolated, diagnose=not no_diagnose, model_options=model_options(weights),
                            seed=seed, progress=terminal_progress())
     write_outputs(report, json_path, csv_path, html_path)

@@ -26,7 +26,8 @@ def report_to_json(report: Report) -> dict[str, Any]:
         "reference": _jsonable(report.reference),
         "target": _jsonable(report.target),
         "inputs": _jsonable(report.inputs),
-        "thresholds": {"cosine": report.thresholds.cosine, "rel_l2": report.thresholds.rel_l2},
+        "thresholds": {"cosine": report.thresholds.cosine, "rel_l2": report.thresholds.rel_l2,
+                       "noise_factor": report.thresholds.noise_factor},
         "first_divergence": report.first_divergence,
         "origins": list(report.origins),
         "findings": [f.to_dict() for f in report.findings],
@@ -49,6 +50,7 @@ def layer_to_json(layer: LayerResult) -> dict[str, Any]:
         "introduced": layer.introduced,
         "error_gain": _json_number(layer.error_gain) if layer.error_gain is not None else None,
         "metrics": layer.metrics.as_dict() if layer.metrics is not None else None,
+        "expected_rel_l2": _json_number(layer.expected_rel_l2) if layer.expected_rel_l2 is not None else None,
         "notes": list(layer.metrics.notes) if layer.metrics is not None else [],
         "alignment": {
             "method": match.method if match is not None else "unmatched",
@@ -142,7 +144,8 @@ def report_from_json(data: dict[str, Any] | str) -> Report:
                     for f in data.get("findings", [])]
         th = data.get("thresholds") or {}
         return Report(reference=data.get("reference") or {}, target=data.get("target") or {},
-                      thresholds=Thresholds(cosine=float(th.get("cosine", 0.99)), rel_l2=float(th.get("rel_l2", 0.05))),
+                      thresholds=Thresholds(cosine=float(th.get("cosine", 0.99)), rel_l2=float(th.get("rel_l2", 0.05)),
+                                            noise_factor=float(th.get("noise_factor", Thresholds.noise_factor))),
                       layers=layers, first_divergence=data.get("first_divergence"),
                       origins=list(data.get("origins") or []), findings=findings,
                       inputs=data.get("inputs") or {}, meta=data.get("meta") or {})
@@ -230,9 +233,11 @@ def _layer_from_json(x: dict[str, Any]) -> LayerResult:
     if x.get("metrics"):
         metrics = LayerMetrics.from_dict({**x["metrics"], "notes": x.get("notes", [])})
     gain = x.get("error_gain")
+    expected = x.get("expected_rel_l2")
     return LayerResult(name=x["name"], target_name=x.get("target_name"), op_type=x.get("op_type"),
                        order=x.get("order"), status=x["status"], metrics=metrics, match=match,
                        introduced=bool(x.get("introduced")), error_gain=float(gain) if gain is not None else None,
                        shape=tuple(x["shape"]) if x.get("shape") is not None else None,
                        target_shape=tuple(x["target_shape"]) if x.get("target_shape") is not None else None,
-                       reason=x.get("reason", ""), inputs=tuple(x.get("inputs") or ()), extra=x.get("extra") or {})
+                       reason=x.get("reason", ""), inputs=tuple(x.get("inputs") or ()), extra=x.get("extra") or {},
+                       expected_rel_l2=float(expected) if expected is not None else None)

@@ -13,7 +13,7 @@ from rich.text import Text
 from netdiff.types import LayerResult, Report
 
 STATUS_STYLE = {
-    "ok": "green", "diverged": "bold red", "missing_in_target": "yellow", "missing_in_reference": "yellow",
+    "ok": "green", "noisy": "cyan", "diverged": "bold red", "missing_in_target": "yellow", "missing_in_reference": "yellow",
     "shape_mismatch": "magenta", "error": "bold magenta", "not_observable": "dim",
 }
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
@@ -142,6 +142,11 @@ class SummaryPanel:
             text.append("OK", style="bold green")
         text.append(f"  {s['compared']} of {s['layers']} tensors compared "
                     f"(cosine ≥ {r.thresholds.cosine}, rel_l2 ≤ {r.thresholds.rel_l2})\n")
+        precision = r.meta.get("precision")
+        if isinstance(precision, dict) and precision.get("kind"):
+            text.append(f"precision {precision['kind']} ({precision.get('source', '')}): a layer beyond the thresholds is "
+                        f"noisy up to {r.thresholds.noise_factor:g}x its expected {precision['kind']} noise, "
+                        "diverged beyond\n", style="dim")
         if r.first_divergence:
             layer = r.layer(r.first_divergence)
             text.append("first divergence: ", style="bold")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import numpy as np
 from netdiff.calibration import Preprocess, load_calibration
 from netdiff.inputs import InputsLike
 from netdiff.progress import NullProgress, Progress
-from netdiff.types import Dump, Match, Report, Thresholds
+from netdiff.types import Dump, Match, Precision, Report, Thresholds
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def run_simulated(model: Any, kind: str, inputs: InputsLike = None, *,
                    calibration_limit=calibration_limit, options=options, model_options=model_options,
                    seed=seed, progress=progress)
     report = compare(sim.model, sim.target, sim.feeds, mapping=mapping, thresholds=thresholds, seed=seed,
-                     diagnose=diagnose, progress=progress)
+                     diagnose=diagnose, precision=simulated_precision(sim), progress=progress)
     iso: dict[str, np.ndarray] = {}
     if isolated and sim.prepared is not None:
         iso = sim.prepared.isolated(sim.feeds, sim.reference)
@@ -153,6 +153,18 @@ def run_simulated(model: Any, kind: str, inputs: InputsLike = None, *,
         "isolated": len(iso), "calibration": sim.calibration,
     }
     return report
+
+
+def simulated_precision(sim: Simulation) -> Precision | None:
+    """The precision a simulated target computes in (int8: from its QDQ model's scales)."""
+    if sim.kind == "int8" and sim.prepared is not None:
+        from netdiff.converted import model_precision
+
+        found = model_precision(sim.prepared.model, sim.prepared.float_model)
+        return replace(found, source="simulator") if found is not None else None
+    if sim.kind in ("fp16", "nnie8", "nnie16"):
+        return Precision(sim.kind, "simulator")
+    return None
 
 
 def _simulator_summary(kind: str) -> str:

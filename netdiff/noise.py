@@ -1,0 +1,209 @@
+"""The expected-noise model: how much error a target's precision costs at each layer.
+
+Each layer gets an *expected rel_l2* (``LayerResult.expected_rel_l2``): the noise its own rounding
+adds, relative to the reference signal, accumulated with its inputs' in quadrature
+(``e = sqrt(own² + max(e_inputs)²)``). The model is deliberately computed from the *precision*
+and the *reference's* own values, never from the target's scales: a target whose scale is broken
+(16x too coarse) must not excuse its own error. The formulas (docs/converted-models.md):
+
+* uniform integer (int8, uint8, int16, int4 — QDQ, QOperator, onnxruntime int8, device int8):
+  the step a well-calibrated quantizer would use, ``(max - min) / (2**bits - 1)`` over this
+  tensor's reference values, gives noise ``step / sqrt(12)`` against the signal's rms; a weighted
+  layer (Conv, Gemm, MatMul) adds its weights' ``max|w| / (2**(bits-1) - 1)`` steps (per channel
+  when the target quantizes per channel) against their rms.
+* float (fp16, bf16): unit roundoff ``u`` (2**-11, 2**-8) gives ``u / sqrt(3)`` per rounding, twice
+  for a weighted layer.
+* NNIE log format (nnie8, nnie16): L steps per octave round with relative rms ``ln 2 / (L sqrt 12)``
+  at every quantized input and weight, plus the Q20.12 output rounding.
+
+Ops that only move or select values (Reshape, MaxPool, Relu, Concat, ...) add no noise of their own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from netdiff._lazy import lazy_import
+from netdiff.errors import NetdiffError
+from netdiff.types import Dump, LayerResult, Precision
+
+np = lazy_import("numpy")
+
+#: ``--precision`` values: kind -> (family, bits).
+PRECISIONS: dict[str, tuple[str, int]] = {
+    "int8": ("uniform", 8), "uint8": ("uniform", 8), "int16": ("uniform", 16), "int4": ("uniform", 4),
+    "fp16": ("float", 11), "bf16": ("float", 8), "nnie8": ("log", 16), "nnie16": ("log", 128),
+    "fp32": ("float", 24),
+}
+#: Ops that move, select or clip values without computing new ones: no rounding noise of their own.
+PASS_THROUGH = frozenset({
+    "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "MaxPool", "Concat", "Split",
+    "Slice", "Gather", "GatherElements", "GatherND", "Pad", "Relu", "Clip", "Dropout", "DepthToSpace",
+    "SpaceToDepth", "Tile", "Expand", "Cast", "GlobalMaxPool", "ReduceMax", "ReduceMin", "TopK", "Max", "Min",
+    "Shape", "Size", "ArgMax", "ArgMin", "NonZero", "Where", "Compress", "Upsample", "Relu6", "ReLU", "ReLU6",
+})
+#: Ops whose input 1 is a weight tensor, with the axis of its output channels.
+WEIGHT_AXIS = {"Conv": 0, "ConvTranspose": 1, "Gemm": 0, "MatMul": 1}
+_Q12 = 1.0 / 4096.0
+
+
+def precision_hint(kind: str) -> Precision:
+    """A :class:`Precision` from a ``--precision`` value.
+
+    Raises:
+        NetdiffError: Unknown kind (the message lists the known ones).
+    """
+    key = kind.strip().lower()
+    if key not in PRECISIONS:
+        raise NetdiffError(f"unknown precision {kind!r}; known: {', '.join(PRECISIONS)}")
+    family, bits = PRECISIONS[key]
+    if family == "uniform":
+        return Precision(key, "hint", activation_bits=bits, weight_bits=bits, per_channel=False)
+    return Precision(key, "hint")
+
+
+def assign_expected_noise(layers: list[LayerResult], reference: Dump, precision: Precision | None,
+                          model: Any = None) -> None:
+    """Set ``expected_rel_l2`` on every layer with a float reference tensor (nothing without a precision).
+
+    Args:
+        layers: Layer results in reference topological order.
+        reference: The reference dump (values, op types, inputs).
+        precision: The target's precision; nothing is set when None.
+        model: The reference ONNX ModelProto (weights of weighted layers), or None.
+    """
+    if precision is None or precision.kind not in PRECISIONS:
+        return
+    weights = _weights(model) if model is not None else {}
+    sigma: dict[str, float] = {}  # absolute noise rms per tensor
+    rms: dict[str, float] = {}
+    for layer in layers:
+        if layer.status == "missing_in_reference" or layer.name not in reference:
+            continue
+        tensor = reference[layer.name]
+        try:
+            value = np.asarray(tensor.load())
+        except Exception:  # unreadable: no estimate
+            continue
+        if value.dtype.kind != "f":
+            sigma[layer.name], rms[layer.name] = 0.0, 0.0
+            continue
+        rms[layer.name] = r = _rms(value)
+        node = str(tensor.meta.get("node")) if tensor.meta and tensor.meta.get("node") else None
+        weight = weights.get(node) if node else None
+        sigma[layer.name] = s = layer_noise(value, r, tensor.op_type, precision, weight,
+                                            [(sigma.get(n, 0.0), rms.get(n, 0.0)) for n in tensor.inputs])
+        if r > 0 and math.isfinite(s):
+            layer.expected_rel_l2 = s / r
+
+
+def layer_noise(value: np.ndarray, rms: float, op_type: str | None, precision: Precision,
+                weight: tuple[np.ndarray, int] | None, inputs: list[tuple[float, float]]) -> float:
+    """Absolute noise rms of one layer's output: its inputs' noise carried through, plus its own rounding.
+
+    ``inputs`` holds (noise rms, signal rms) of each input tensor, the data input first.
+    """
+    carried = _carried(rms, op_type, weight, inputs)
+    if op_type in PASS_THROUGH or rms == 0.0 or not math.isfinite(rms):
+        return carried
+    family, bits = PRECISIONS[precision.kind]
+    if family == "uniform":
+        finite = value[np.isfinite(value)]
+        span = float(finite.max() - finite.min()) if finite.size else 0.0
+        own = span / (2.0 ** (precision.activation_bits or bits) - 1) / math.sqrt(12.0)
+        weight_rel = (weight_noise(*weight, precision.weight_bits or bits, precision.per_channel)
+                      if weight is not None else 0.0)
+    elif family == "float":
+        own = 2.0 ** -bits / math.sqrt(3.0) * rms
+        weight_rel = 2.0 ** -bits / math.sqrt(3.0)
+    else:  # log format: ``bits`` holds the steps per octave
+        per_rounding = math.log(2.0) / (bits * math.sqrt(12.0))
+        own = math.hypot(per_rounding * rms, _Q12 / math.sqrt(12.0))
+        weight_rel = per_rounding
+    if weight is not None and inputs:
+        own = math.hypot(own, weight_rel * _weight_gain(*weight) * inputs[0][1])
+    return math.hypot(carried, own)
+
+
+def _carried(rms: float, op_type: str | None, weight: tuple[np.ndarray, int] | None,
+             inputs: list[tuple[float, float]]) -> float:
+    """The inputs' noise at this layer's output.
+
+    A weighted layer carries its data input's noise through its weights' white-noise gain (or its
+    signal gain, whichever is larger: accumulated noise is not white); Add/Sub/Sum add the noise
+    powers; every other op keeps the largest relative noise of its inputs.
+    """
+    if not inputs:
+        return 0.0
+    if weight is not None:
+        noise, signal = inputs[0]
+        gains = [_weight_gain(*weight)] + ([rms / signal] if signal > 0 else [])
+        return noise * max(gains)
+    if op_type in ("Add", "Sub", "Sum"):
+        return math.sqrt(sum(n * n for n, _ in inputs))
+    return max((n / s for n, s in inputs if s > 0), default=0.0) * rms
+
+
+def _weight_gain(w: np.ndarray, axis: int) -> float:
+    """sqrt of the mean over output channels of the sum of squared weights (white-noise gain)."""
+    w = np.asarray(w, dtype=np.float64)
+    channels = w.shape[axis] if w.ndim > axis else 1
+    return math.sqrt(float(np.sum(w * w)) / max(channels, 1))
+
+
+def weight_noise(w: np.ndarray, axis: int, bits: int, per_channel: bool) -> float:
+    """rel_l2 of symmetric ``bits``-bit max-abs quantization of ``w`` (per output channel or per tensor)."""
+    w = np.asarray(w, dtype=np.float64)
+    power = float(np.sum(w * w))
+    if power == 0.0 or w.size == 0:
+        return 0.0
+    levels = 2.0 ** (bits - 1) - 1
+    if per_channel and w.ndim >= 2:
+        moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+        steps = np.abs(moved).max(axis=1) / levels
+        noise = float(np.sum(steps ** 2 * moved.shape[1])) / 12.0
+    else:
+        step = float(np.abs(w).max()) / levels
+        noise = step * step * w.size / 12.0
+    return math.sqrt(noise / power)
+
+
+def _rms(value: np.ndarray) -> float:
+    finite = value[np.isfinite(value)] if value.dtype.kind == "f" else value
+    if finite.size == 0:
+        return 0.0
+    x = np.asarray(finite, dtype=np.float64)
+    return float(np.sqrt(np.mean(x * x)))
+
+
+def _weights(model: Any) -> dict[str, tuple[np.ndarray, int]]:
+    """Node name -> (float weight array, output-channel axis) for the weighted nodes of a model."""
+    from onnx import numpy_helper
+
+    from netdiff.runners.onnxrt import node_names
+
+    inits = {i.name: i for i in model.graph.initializer}
+    out: dict[str, tuple[np.ndarray, int]] = {}
+    for node, name in zip(model.graph.node, node_names(model)):
+        if node.op_type not in WEIGHT_AXIS or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        w = numpy_helper.to_array(inits[node.input[1]])
+        if w.dtype.kind != "f":
+            continue
+        axis = WEIGHT_AXIS[node.op_type]
+        if node.op_type == "Gemm" and not any(a.name == "transB" and a.i for a in node.attribute):
+            axis = 1
+        out[name] = (w, axis)
+    return out
+
+
+def noise_summary(layers: Iterable[LayerResult]) -> dict[str, Any]:
+    """Counts for the report header: layers within the expected noise, the worst ratio."""
+    ratios = [(x.metrics.rel_l2 / x.expected_rel_l2, x.name) for x in layers
+              if x.metrics is not None and x.expected_rel_l2 and math.isfinite(x.metrics.rel_l2)]
+    worst = max(ratios, default=None)
+    return {"noisy": sum(1 for x in layers if x.status == "noisy"),
+            "worst_noise_ratio": worst[0] if worst else None, "worst_noise_layer": worst[1] if worst else None}
+
