@@ -8,7 +8,9 @@ and comparing with the target's output measures only the layer's own error:
 - isolated cosine ≈ 1, accumulated cosine low → the layer inherited its error;
 - isolated cosine low → the layer itself computes something else (bad kernel, quantization, ...).
 
-Inputs the target does not have fall back to the reference tensor (recorded per layer).
+Inputs the target did not dump are recomputed by the reference subgraph from the nearest tensors
+it did dump (:mod:`netdiff.segment`); when none can be reached they fall back to the reference
+tensor (both recorded per layer).
 """
 
 from __future__ import annotations
@@ -75,10 +77,12 @@ class NodeIndex:
         graph = model.graph
         self.initializers = {i.name: i for i in graph.initializer}
         self.producer: dict[str, Any] = {}
-        for node in graph.node:
+        self.position: dict[str, int] = {}  # tensor -> index of its producer in the graph
+        for i, node in enumerate(graph.node):
             for out in node.output:
                 if out:
                     self.producer[out] = node
+                    self.position[out] = i
         self._constants = {n.output[0]: n for n in graph.node if n.op_type == "Constant" and n.output}
 
     def runner(self, tensor: str) -> NodeRunner | None:
@@ -108,19 +112,27 @@ def aligned_target(layer: LayerResult | None, target: Dump, reference: Dump) -> 
 
 
 def node_feeds(index: NodeIndex, layer: LayerResult, by_name: Mapping[str, LayerResult], reference: Dump,
-               target: Dump) -> tuple[NodeRunner, dict[str, np.ndarray], dict[str, list[str]], np.ndarray] | None:
+               target: Dump) -> tuple[NodeRunner, dict[str, np.ndarray], dict[str, Any], np.ndarray] | None:
     """The reference node of ``layer`` with the target's own inputs, ready to re-run.
 
+    An input the target did not dump is recomputed by the reference subgraph from the nearest
+    tensors the target did dump (:func:`netdiff.segment.build_segment`); when no dumped tensor can
+    be reached, the reference's value stands in.
+
     Returns:
-        (runner, feeds, which inputs came from the target / the reference, the target's output in
-        the reference's shape), or None when the node cannot be re-run on target data.
+        (runner, feeds, where the inputs came from: ``{"target": [...], "reference": [...]}`` plus
+        ``"recomputed": {input: [dumped tensors it was computed from]}`` when any was, the target's
+        output in the reference's shape), or None when the node cannot be re-run on target data.
     """
+    from netdiff.segment import build_segment
+
     runner = index.runner(layer.name)
     target_out = aligned_target(layer, target, reference)
     if runner is None or target_out is None:
         return None
     feeds: dict[str, np.ndarray] = {}
-    used: dict[str, list[str]] = {"target": [], "reference": []}
+    used: dict[str, Any] = {"target": [], "reference": []}
+    recomputed: dict[str, list[str]] = {}
     for name in runner.inputs:
         if name not in reference:
             return None
@@ -129,10 +141,18 @@ def node_feeds(index: NodeIndex, layer: LayerResult, by_name: Mapping[str, Layer
         if value is not None and value.shape == ref_value.shape:
             feeds[name] = np.ascontiguousarray(value, dtype=ref_value.dtype)
             used["target"].append(name)
+            continue
+        segment = build_segment(index, name, by_name, reference, target)
+        values = segment.run() if segment is not None else None
+        if values is not None and values[name].shape == ref_value.shape:
+            feeds[name] = np.ascontiguousarray(values[name], dtype=ref_value.dtype)
+            recomputed[name] = segment.started_from
         else:
             feeds[name] = ref_value
             used["reference"].append(name)
-    if not used["target"]:
+    if recomputed:
+        used["recomputed"] = recomputed
+    if not used["target"] and not recomputed:
         return None  # nothing of the target's own: the re-run would only repeat the reference
     return runner, feeds, used, np.asarray(target_out)
 
@@ -153,7 +173,7 @@ def isolate_layer(index: NodeIndex, layer: LayerResult, by_name: Mapping[str, La
 
     Returns:
         ``{"isolated": metrics dict, "isolated_inputs": {"target": [...], "reference": [...]}}``
-        or None when the node cannot be re-run.
+        (plus ``"recomputed"``, see :func:`node_feeds`) or None when the node cannot be re-run.
     """
     prepared = node_feeds(index, layer, by_name, reference, target)
     if prepared is None:

@@ -37,6 +37,11 @@ def find_origins(layers: list[LayerResult]) -> list[str]:
     return origins
 
 
+def compared_ancestors(inputs: Iterable[str], by_name: dict[str, LayerResult]) -> list[LayerResult]:
+    """The nearest compared tensors among ``inputs`` and, through the ones not compared, their ancestors."""
+    return _compared_ancestors(inputs, by_name, {}, set())
+
+
 def _compared_ancestors(inputs: Iterable[str], by_name: dict[str, LayerResult],
                         memo: dict[str, list[LayerResult]], visiting: set[str]) -> list[LayerResult]:
     found: list[LayerResult] = []

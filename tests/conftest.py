@@ -58,3 +58,19 @@ def save_target(dump: Dump, out: Path, *, rename: Callable[[str], str] | None = 
 def escape(name: str) -> str:
     """Device-style escaping: '/' and '.' to '_'."""
     return name.replace("/", "_").replace(".", "_")
+
+
+@pytest.fixture(autouse=True)
+def every_diverged_report_has_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every report any test builds with diagnosis on: diverged means at least one finding (issue 21)."""
+    import netdiff.pipeline as pipeline
+
+    finish = pipeline.finish_report
+
+    def checked(report, *args, **kwargs):
+        result = finish(report, *args, **kwargs)
+        if kwargs.get("diagnose", True) and report.diverged:
+            assert report.findings, f"a diverged report without any finding (first divergence {report.first_divergence})"
+        return result
+
+    monkeypatch.setattr(pipeline, "finish_report", checked)

@@ -21,5 +21,6 @@ from netdiff.diagnosis import quant  # noqa: E402,F401
 from netdiff.diagnosis import structure  # noqa: E402,F401
 from netdiff.diagnosis import propagation  # noqa: E402,F401
 from netdiff.diagnosis import samples  # noqa: E402,F401
+from netdiff.diagnosis import unexplained  # noqa: E402,F401  (last: sees every other finding)
 
 __all__ = ["Context", "diagnose", "register_rule", "rule_names"]

@@ -69,6 +69,20 @@ def variant_explains(variant_cosine: float, model_cosine: float) -> bool:
     return variant_cosine >= VARIANT_REPRODUCES and (1 - variant_cosine) <= VARIANT_EXPLAINS * (1 - model_cosine)
 
 
+#: Cosine above which an isolated re-run is within the precision's noise (not an introduced error),
+#: until the verdict records each layer's expected noise (``layer.extra["noise"]["cosine"]``).
+NOISE_COSINE = 0.9999
+
+
+def noise_cosine(context: Context, layer: LayerResult) -> float:
+    """The cosine an isolated re-run of ``layer`` reaches from the target's precision alone: the
+    layer's expected noise when the verdict recorded one, else :data:`NOISE_COSINE`."""
+    noise = layer.extra.get("noise") if layer.extra else None
+    if isinstance(noise, dict) and isinstance(noise.get("cosine"), (int, float)):
+        return float(noise["cosine"])
+    return NOISE_COSINE
+
+
 def severity_at(context: Context, cosine_as_modelled: float) -> str:
     """"error" when the op as the model has it falls below the cosine threshold, else "warning"."""
     return "error" if cosine_as_modelled < context.report.thresholds.cosine else "warning"
@@ -160,26 +174,12 @@ def unexplained_origins(context: Context, op_types: Collection[str]) -> Iterator
             yield layer, node, index
 
 
-def rerunnable_origins(context: Context, op_types: Collection[str]
-                       ) -> Iterator[tuple[LayerResult, Any, dict[str, np.ndarray], np.ndarray]]:
-    """(layer, node runner, feeds, target output) for each :func:`unexplained_origins` layer: the
-    node, ready to re-run on the target's own inputs (see :mod:`netdiff.isolated`)."""
-    from netdiff.isolated import node_feeds
+def explain_origins(context: Context, op_types: Collection[str], explain: Callable[[Context, Any], Any],
+                    inside: bool = True) -> Iterator[Any]:
+    """For each origin to re-run with an op of ``op_types`` (a :class:`netdiff.diagnosis._sites.Site`:
+    the origin's own op, or with ``inside`` one between the nearest dumped tensors and the origin),
+    ``explain(context, site)``; a finding it returns claims the origin and is yielded (the hypothesis
+    rules: weights, resize, axis, flatten)."""
+    from netdiff.diagnosis._sites import explain_sites
 
-    by_name = {x.name: x for x in context.report.layers}
-    for layer, _, index in unexplained_origins(context, op_types):
-        prepared = node_feeds(index, layer, by_name, context.reference, context.target)
-        if prepared is not None:
-            runner, feeds, _, target_out = prepared
-            yield layer, runner, feeds, target_out
-
-
-def explain_origins(context: Context, op_types: Collection[str],
-                    explain: Callable[[Context, str, Any, dict[str, np.ndarray], np.ndarray], Any]) -> Iterator[Any]:
-    """For each :func:`rerunnable_origins` layer, ``explain(context, name, runner, feeds, target_out)``;
-    a finding it returns claims the layer and is yielded (the hypothesis rules: weights, resize, axis)."""
-    for layer, runner, feeds, target_out in rerunnable_origins(context, op_types):
-        found = explain(context, layer.name, runner, feeds, target_out)
-        if found is not None:
-            context.claim(layer.name)
-            yield found
+    yield from explain_sites(context, op_types, explain, inside)

@@ -4,7 +4,8 @@ A layout conversion (NCHW <-> NHWC, a TensorFlow export, a converter that re-lay
 keep an op's ``axis`` number while the data moved: a Softmax over the channels becomes a Softmax
 over the width, with no error anywhere. For an origin Softmax / LogSoftmax / Hardmax /
 LpNormalization, the node is re-run by onnxruntime on the target's own input along each other axis;
-one that reproduces the target's output while the model's axis does not names the cause.
+one that reproduces the target's output while the model's axis does not names the cause (from the
+nearest dumped tensors when the target did not dump the op's input).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from netdiff.diagnosis._common import cosine, explain_origins, pick, severity_at, variant_explains
+from netdiff.diagnosis._sites import Site
 from netdiff.diagnosis.base import Context, register_rule
 from netdiff.types import Finding
 
@@ -42,15 +44,14 @@ def _single_axis(node: Any, opsets: list[Any]) -> bool:
     return version >= 13
 
 
-def _explain(context: Context, name: str, runner: Any, feeds: dict[str, np.ndarray],
-             target_out: np.ndarray) -> Finding | None:
+def _explain(context: Context, site: Site) -> Finding | None:
     from onnx import helper
 
     from netdiff.isolated import NodeRunner, rerun_output
 
-    node = runner.node
+    node, name, runner, feeds, target_out = site.node, site.name, site.runner, site.feeds, site.target_out
     data = feeds.get(node.input[0]) if node.input else None
-    if (data is None or np.ndim(data) < 2 or np.shape(target_out) != np.shape(data)
+    if (data is None or np.ndim(data) < 2 or tuple(site.op_shape) != np.shape(data)
             or not _single_axis(node, runner.opsets)):
         return None
     rank = np.ndim(data)
@@ -63,7 +64,7 @@ def _explain(context: Context, name: str, runner: Any, feeds: dict[str, np.ndarr
                                  **{**{a.name: helper.get_attribute_value(a) for a in node.attribute}, "axis": axis})
         rerun = NodeRunner(trial, runner.inputs, runner.outputs, runner.initializers, runner.opsets,
                            runner.ir_version)
-        out = rerun_output(rerun, feeds, name)
+        out = site.forward(rerun_output(rerun, feeds, name))
         if out is not None and out.shape == target_out.shape:
             scores[axis] = cosine(out, target_out)
     as_own = scores.get(own_axis)

@@ -31,6 +31,7 @@ class Context:
         options: Diagnosis options (e.g. "isolated": "origins" | "all" | "none").
         explained: Layers a rule already named a specific cause for; later, more generic rules
             (channel mismatch, introduced error) skip them.
+        findings: The findings of the rules that ran before (the last rules look at them).
     """
 
     report: Report
@@ -41,6 +42,7 @@ class Context:
     target_format: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     explained: set[str] = field(default_factory=set)
+    findings: list[Finding] = field(default_factory=list)
     _pairs: dict[str, tuple[np.ndarray, np.ndarray] | None] = field(default_factory=dict, repr=False)
 
     def claim(self, layer: str | None) -> None:
@@ -96,7 +98,7 @@ def diagnose(context: Context) -> list[Finding]:
 
     A rule that fails is logged and skipped: diagnosis never breaks a report.
     """
-    findings: list[Finding] = []
+    findings = context.findings
     for name, rule in _RULES.items():
         try:
             findings.extend(rule(context))
@@ -104,5 +106,5 @@ def diagnose(context: Context) -> list[Finding]:
             log.exception("diagnosis rule %s failed", name)
     order = {layer.name: i for i, layer in enumerate(context.report.layers)}
     origins = set(context.report.origins)
-    return sorted(findings, key=lambda f: (_SEVERITY_RANK.get(f.severity, 3), f.layer not in origins,
+    return sorted(list(findings), key=lambda f: (_SEVERITY_RANK.get(f.severity, 3), f.layer not in origins,
                                            order.get(f.layer or "", -1)))

@@ -19,6 +19,7 @@ import numpy as np
 
 from netdiff.diagnosis._common import (cosine, explain_origins, pick, severity_at, unexplained_origins,
                                       variant_explains)
+from netdiff.diagnosis._sites import Site
 from netdiff.diagnosis.base import Context, register_rule
 from netdiff.types import Finding
 
@@ -64,13 +65,12 @@ def _rerun(runner: Any, input_name: str, flat: np.ndarray, name: str) -> np.ndar
     return rerun_output(runner, {input_name: np.ascontiguousarray(flat, dtype=np.float32)}, name)
 
 
-def _explain(context: Context, name: str, runner: Any, feeds: dict[str, np.ndarray],
-             target_out: np.ndarray) -> Finding | None:
-    node = runner.node
-    data = feeds.get(node.input[0]) if node.input else None
-    if data is None or np.ndim(target_out) != 2:
+def _explain(context: Context, site: Site) -> Finding | None:
+    node = site.node
+    data = site.feeds.get(node.input[0]) if node.input else None
+    if data is None or len(site.op_shape) != 2:
         return None
-    return _explain_orders(context, name, node.op_type, np.asarray(data), target_out, lambda flat: flat)
+    return _explain_orders(context, site.name, node.op_type, np.asarray(data), site.target_out, site.forward)
 
 
 def _explain_orders(context: Context, name: str, op_type: str, data: np.ndarray, target_out: np.ndarray,

@@ -1,8 +1,12 @@
 """Where the error comes from: introduced by a layer itself, or accumulated through the net.
 
 Uses the isolated metrics (:mod:`netdiff.isolated`: the reference node re-run on the target's own
-inputs) when present, else the error gain (a layer's rel_l2 over its inputs' largest rel_l2).
-Only origins not already explained by a more specific rule are looked at.
+inputs, recomputed from the nearest dumped tensors when it has none) when present, else the error
+gain (a layer's rel_l2 over its inputs' largest rel_l2). An isolated error within the precision's
+noise (:func:`netdiff.diagnosis._common.noise_cosine`) is not an introduced error; an origin with no
+compared tensor before it (only the outputs dumped) is not blamed on its layer (see
+:mod:`netdiff.diagnosis.unexplained`). Only origins not already explained by a more specific rule
+are looked at.
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
-from netdiff.diagnosis._common import node_name, pick
+import numpy as np
+
+from netdiff.diagnosis._common import node_name, noise_cosine, pick
 from netdiff.diagnosis.base import Context, register_rule
 from netdiff.types import Finding, LayerResult
 
@@ -30,6 +36,8 @@ def propagation(context: Context) -> Iterator[Finding]:
         layer = by_name.get(name)
         if layer is None or layer.metrics is None or name in context.explained:
             continue
+        if _unchanged(context, layer):
+            continue  # identical on both sides (a constant): nothing was introduced here
         iso = layer.extra.get("isolated")
         m = layer.metrics
         evidence = {"cosine": _r(m.cosine), "rel_l2": _r(m.rel_l2), "error_gain": _r(layer.error_gain)}
@@ -39,7 +47,13 @@ def propagation(context: Context) -> Iterator[Finding]:
             used = layer.extra.get("isolated_inputs") or {}
             if used.get("reference"):
                 evidence["inputs_from_reference"] = list(used["reference"])
+            if used.get("recomputed"):
+                evidence["recomputed_from"] = sorted({t for names in used["recomputed"].values() for t in names})
+            noise = noise_cosine(context, layer)
             iso_ok = iso_cos >= th.cosine and (iso_rel is None or iso_rel <= th.rel_l2)
+            if not iso_ok and iso_cos >= noise:
+                evidence["isolated_within_noise"] = noise
+                iso_ok = True
             if not iso_ok:
                 yield _introduced(context, layer, evidence, isolated=True)
                 introduced += 1
@@ -50,22 +64,50 @@ def propagation(context: Context) -> Iterator[Finding]:
         upstream = m.rel_l2 / gain if gain and math.isfinite(gain) and gain > 0 else 0.0
         if gain is not None and gain <= MAX_ACCUMULATED_GAIN and upstream >= 0.2 * th.rel_l2:
             accumulated.append(layer)
-        elif introduced < MAX_INTRODUCED:
+        elif introduced < MAX_INTRODUCED and _compared_upstream(layer, by_name):
             yield _introduced(context, layer, evidence, isolated=False)
             introduced += 1
     if accumulated and not introduced:
         yield _accumulated(context, accumulated)
 
 
+def _unchanged(context: Context, layer: LayerResult) -> bool:
+    """True when the target holds exactly the reference's values (NaN and Inf in the same places)."""
+    pair = context.cached_pair(layer)
+    return pair is not None and pair[0].shape == pair[1].shape and bool(np.array_equal(*pair, equal_nan=True))
+
+
+def _compared_upstream(layer: LayerResult, by_name: dict[str, LayerResult]) -> list[LayerResult]:
+    """The nearest compared tensors before ``layer`` (its inputs, or their compared ancestors)."""
+    from netdiff.verdict import compared_ancestors
+
+    return compared_ancestors(layer.inputs, by_name)
+
+
 def _introduced(context: Context, layer: LayerResult, evidence: dict, isolated: bool) -> Finding:
     context.claim(layer.name)
     op = layer.op_type or "layer"
-    if isolated:
+    by_name = {x.name: x for x in context.report.layers}
+    if isolated and evidence.get("recomputed_from"):
+        start = ", ".join(evidence["recomputed_from"])
+        message = (f"{layer.name} ({op}) or the ops just before it are wrong: its inputs were not dumped, so the "
+                   f"reference was re-run from {start} (the nearest tensors the target dumped) and reaches only "
+                   f"cosine {evidence['isolated_cosine']} against the target's output.")
+    elif isolated:
         message = (f"{layer.name} ({op}) is wrong by itself: re-run on the target's own inputs, the reference op "
                    f"reaches only cosine {evidence['isolated_cosine']} against the target's output.")
     else:
-        message = (f"{layer.name} ({op}) introduces the error: its inputs match the reference but its output does "
-                   f"not (cosine {evidence['cosine']}, error gain {evidence['error_gain']}).")
+        upstream = _compared_upstream(layer, by_name)
+        direct = {u.name for u in upstream} == {n for n in layer.inputs if n in by_name}
+        where = (f"its inputs match the reference" if direct else
+                 f"the nearest tensors dumped before it ({', '.join(u.name for u in upstream)}) match the reference, "
+                 "the ones in between were not dumped")
+        evidence["upstream_compared"] = [u.name for u in upstream]
+        message = (f"{layer.name} ({op}) introduces the error: {where}, but its output does not "
+                   f"({_describe_error(evidence)}, error gain {evidence['error_gain']}).")
+    if isolated and evidence.get("inputs_from_reference"):
+        message += (f" The target did not dump {', '.join(evidence['inputs_from_reference'])}: the reference's value "
+                    "stood in.")
     fix = pick(context,
                nnie=f"if this is quantization error, run {layer.name} in 16 bits ([compile_mode] 2 with the layer "
                     "name ending in _hp); otherwise check how the mapper supports this layer's parameters",
@@ -76,6 +118,12 @@ def _introduced(context: Context, layer: LayerResult, evidence: dict, isolated: 
                generic=f"check the converted {op}: its weights, attributes and precision (keep it in higher precision "
                        "to confirm)")
     return Finding("introduced_error", layer.name, "error", message, evidence, fix)
+
+
+def _describe_error(evidence: dict) -> str:
+    if evidence.get("cosine") is not None:
+        return f"cosine {evidence['cosine']}"
+    return f"rel_l2 {evidence['rel_l2']}" if evidence.get("rel_l2") is not None else "no finite cosine"
 
 
 def _accumulated(context: Context, layers: list[LayerResult]) -> Finding:

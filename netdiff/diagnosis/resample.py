@@ -5,7 +5,9 @@ align corners, PyTorch's default bilinear uses half-pixel centres, PyTorch's nea
 with floor rounding, TensorFlow 1 had its own. A resize converted with another convention gives
 no error message, only a slightly shifted image that later layers amplify. For a Resize/Upsample
 origin, the op is re-run by onnxruntime on the target's own input under every convention; one that
-reproduces the target's output while the reference's does not names the cause.
+reproduces the target's output while the reference's does not names the cause. When the target did
+not dump the resize's input or output, the reference subgraph from the nearest dumped tensors to the
+origin is re-run with each convention instead (:mod:`netdiff.diagnosis._sites`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from netdiff.diagnosis._common import cosine, explain_origins, pick, severity_at, variant_explains
+from netdiff.diagnosis._sites import Site
 from netdiff.diagnosis.base import Context, register_rule
 from netdiff.types import Finding
 
@@ -66,17 +69,16 @@ def resize_attributes(node: Any) -> dict[str, Any]:
     return out
 
 
-def _explain(context: Context, name: str, runner: Any, feeds: dict[str, np.ndarray],
-             target_out: np.ndarray) -> Finding | None:
-    node = runner.node
-    data = np.asarray(feeds.get(node.input[0])) if node.input and node.input[0] in feeds else None
-    if data is None or data.ndim != 4 or target_out.ndim != 4 or data.shape[:2] != target_out.shape[:2]:
+def _explain(context: Context, site: Site) -> Finding | None:
+    node, name, target_out, shape = site.node, site.name, site.target_out, site.op_shape
+    data = np.asarray(site.feeds.get(node.input[0])) if node.input and node.input[0] in site.feeds else None
+    if data is None or data.ndim != 4 or len(shape) != 4 or data.shape[:2] != shape[:2]:
         return None
     own = resize_attributes(node)
     scores = []
     for trial in conventions(own["mode"]):
-        out = _resize(data, target_out.shape, trial)
-        if out is not None:
+        out = site.forward(_resize(data, shape, trial))
+        if out is not None and out.shape == target_out.shape:
             scores.append((cosine(out, target_out), trial))
     as_own = next((c for c, t in scores if t == own), None)
     best_cos = max((c for c, _ in scores if c == c), default=None)  # NaN: a side is all zero

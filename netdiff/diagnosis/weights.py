@@ -53,15 +53,15 @@ HYPOTHESES: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
 @register_rule("weight-quantization")
 def weight_quantization(context: Context) -> Iterator[Finding]:
     """Name the weight quantization that reproduces an origin's own error."""
-    yield from explain_origins(context, WEIGHT_AXIS, _explain)
+    yield from explain_origins(context, WEIGHT_AXIS, _explain, inside=False)
 
 
-def _explain(context: Context, name: str, runner, feeds, target_out) -> Finding | None:
+def _explain(context: Context, site) -> Finding | None:
     from onnx import numpy_helper
 
     from netdiff.isolated import NodeRunner, rerun_output
 
-    node = runner.node
+    node, name, runner, feeds, target_out = site.node, site.name, site.runner, site.feeds, site.target_out
     weight_name = node.input[1] if len(node.input) > 1 else ""
     if weight_name not in runner.initializers:
         return None
