@@ -20,7 +20,7 @@ def compare(reference: Any, target: Any, inputs: InputsLike = None, *,
             reference_options: Mapping[str, Any] | None = None, target_options: Mapping[str, Any] | None = None,
             mapping: Mapping[str, str] | str | Path | None = None, thresholds: Thresholds | None = None,
             seed: int = 0, diagnose: bool = True, isolated: str = "origins", workers: int = 2,
-            progress: Progress | None = None) -> Report:
+            precision: Any = None, progress: Progress | None = None) -> Report:
     """Compare every tensor of ``target`` with ``reference`` and return a :class:`~netdiff.types.Report`.
 
     Args:
@@ -39,6 +39,8 @@ def compare(reference: Any, target: Any, inputs: InputsLike = None, *,
         diagnose: Run the diagnosis rules.
         isolated: Isolated-error re-runs: "origins", "all" or "none".
         workers: Threads measuring tensors in parallel.
+        precision: The target's precision ("int8", "fp16", "nnie8", ... or a ``netdiff.noise.Precision``),
+            for the expected noise per layer (see :func:`netdiff.pipeline.compare`).
         progress: Receives progress (silent by default).
 
     The same function as :func:`netdiff.pipeline.compare`, imported on first call so that
@@ -49,7 +51,7 @@ def compare(reference: Any, target: Any, inputs: InputsLike = None, *,
     return _compare(reference, target, inputs, reference_format=reference_format, target_format=target_format,
                     reference_options=reference_options, target_options=target_options, mapping=mapping,
                     thresholds=thresholds, seed=seed, diagnose=diagnose, isolated=isolated, workers=workers,
-                    progress=progress)
+                    precision=precision, progress=progress)
 
 
 __all__ = ["compare", "__version__"]

@@ -69,18 +69,25 @@ def variant_explains(variant_cosine: float, model_cosine: float) -> bool:
     return variant_cosine >= VARIANT_REPRODUCES and (1 - variant_cosine) <= VARIANT_EXPLAINS * (1 - model_cosine)
 
 
-#: Cosine above which an isolated re-run is within the precision's noise (not an introduced error),
-#: until the verdict records each layer's expected noise (``layer.extra["noise"]["cosine"]``).
+#: Cosine above which an isolated re-run is within the precision's noise (not an introduced error)
+#: whatever the precision.
 NOISE_COSINE = 0.9999
 
 
-def noise_cosine(context: Context, layer: LayerResult) -> float:
-    """The cosine an isolated re-run of ``layer`` reaches from the target's precision alone: the
-    layer's expected noise when the verdict recorded one, else :data:`NOISE_COSINE`."""
-    noise = layer.extra.get("noise") if layer.extra else None
-    if isinstance(noise, dict) and isinstance(noise.get("cosine"), (int, float)):
-        return float(noise["cosine"])
-    return NOISE_COSINE
+def isolated_noise(context: Context, layer: LayerResult, cosine: float, rel_l2: float | None) -> dict | None:
+    """Why an isolated re-run of ``layer`` reaching ``cosine`` / ``rel_l2`` is within the target's
+    precision noise, or None when it is not: cosine ≥ :data:`NOISE_COSINE`, or rel_l2 within
+    ``noise_factor`` × the layer's expected rel_l2 (the precision-aware verdict, :mod:`netdiff.noise`)."""
+    if cosine is not None and cosine >= NOISE_COSINE:
+        return {"cosine_at_least": NOISE_COSINE}
+    expected = getattr(layer, "expected_rel_l2", None)
+    if expected is not None and rel_l2 is not None and cosine is not None:
+        from netdiff.verdict import MAX_NOISY_REL_L2
+
+        bound = min(context.report.thresholds.noise_factor * expected, MAX_NOISY_REL_L2)
+        if rel_l2 <= bound:
+            return {"rel_l2_at_most": float(f"{bound:.6g}"), "expected_rel_l2": float(f"{expected:.6g}")}
+    return None
 
 
 def severity_at(context: Context, cosine_as_modelled: float) -> str:

@@ -3,7 +3,7 @@
 Uses the isolated metrics (:mod:`netdiff.isolated`: the reference node re-run on the target's own
 inputs, recomputed from the nearest dumped tensors when it has none) when present, else the error
 gain (a layer's rel_l2 over its inputs' largest rel_l2). An isolated error within the precision's
-noise (:func:`netdiff.diagnosis._common.noise_cosine`) is not an introduced error; an origin with no
+noise (:func:`netdiff.diagnosis._common.isolated_noise`) is not an introduced error; an origin with no
 compared tensor before it (only the outputs dumped) is not blamed on its layer (see
 :mod:`netdiff.diagnosis.unexplained`). Only origins not already explained by a more specific rule
 are looked at.
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from netdiff.diagnosis._common import node_name, noise_cosine, pick
+from netdiff.diagnosis._common import isolated_noise, node_name, pick
 from netdiff.diagnosis.base import Context, register_rule
 from netdiff.types import Finding, LayerResult
 
@@ -49,9 +49,9 @@ def propagation(context: Context) -> Iterator[Finding]:
                 evidence["inputs_from_reference"] = list(used["reference"])
             if used.get("recomputed"):
                 evidence["recomputed_from"] = sorted({t for names in used["recomputed"].values() for t in names})
-            noise = noise_cosine(context, layer)
             iso_ok = iso_cos >= th.cosine and (iso_rel is None or iso_rel <= th.rel_l2)
-            if not iso_ok and iso_cos >= noise:
+            noise = None if iso_ok else isolated_noise(context, layer, iso_cos, iso_rel)
+            if noise is not None:
                 evidence["isolated_within_noise"] = noise
                 iso_ok = True
             if not iso_ok:
