@@ -220,7 +220,7 @@ def read_image(path: str | Path) -> np.ndarray:
         try:
             from PIL import Image
         except ImportError:
-            raise InputError(f"{path}: JPEG images need Pillow (pip install pillow); or use PNG or .npy "
+            raise InputError(f"{path}: JPEG images need Pillow (pip install 'netdiff[images]' or pillow); or use PNG or .npy "
                              "calibration files") from None
         try:
             with Image.open(path) as im:

@@ -63,8 +63,12 @@ class RichProgress:
             self._bar.stop()
 
 
+#: Set by the CLI's -q: no bar even on a terminal.
+SILENT = {"enabled": False}
+
+
 def terminal_progress() -> Progress:
-    """A bar when stderr is a terminal and not under CI, otherwise silence."""
-    if sys.stderr.isatty() and not os.environ.get("CI") and os.environ.get("TERM") != "dumb":
+    """A bar when stderr is a terminal and not under CI (nor -q), otherwise silence."""
+    if not SILENT["enabled"] and sys.stderr.isatty() and not os.environ.get("CI") and os.environ.get("TERM") != "dumb":
         return RichProgress()
     return NullProgress()

@@ -44,7 +44,7 @@ def assert_close(reference: Any, target: Any, inputs: Any = None, *, min_cosine:
 
 
 def check_report(report: Report, layers: Iterable[str] | None = None, allow_missing: bool = True) -> None:
-    """Raise :class:`NetdiffAssertionError` when ``report`` has failing layers."""
+    """Raise :class:`NetdiffAssertionError` when ``report`` has failing layers or compared nothing."""
     __tracebackhide__ = True
     wanted = set(layers) if layers is not None else None
     if wanted is not None:
@@ -58,6 +58,10 @@ def check_report(report: Report, layers: Iterable[str] | None = None, allow_miss
     failing = [x for x in report.layers if x.status in bad_status and (wanted is None or x.name in wanted)]
     if failing:
         raise NetdiffAssertionError(failure_message(report, failing), report)
+    if not any(x.metrics is not None and (wanted is None or x.name in wanted) for x in report.layers):
+        reason = report.verdict_reason() if report.nothing_compared else (
+            f"nothing compared: none of the requested layer(s) {', '.join(sorted(wanted)[:5])} was aligned")
+        raise NetdiffAssertionError(f"netdiff: {reason}", report)
 
 
 def failure_message(report: Report, failing: list[LayerResult], limit: int = 20) -> str:

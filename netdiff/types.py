@@ -434,7 +434,7 @@ class Report:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        """True when no layer diverged, failed to read or could not be reconciled."""
+        """True when no layer diverged, failed to read or could not be reconciled, and something was compared."""
         return not self.failed
 
     @property
@@ -449,8 +449,36 @@ class Report:
 
     @property
     def failed(self) -> bool:
+        """True when any layer diverged, is unreadable (error) or has an irreconcilable shape, or when
+        nothing was compared at all (a comparison that checked nothing must not pass)."""
+        return self.layers_failed or self.nothing_compared
+
+    @property
+    def layers_failed(self) -> bool:
         """True when any layer diverged, is unreadable (error) or has an irreconcilable shape."""
         return any(layer.status in ("diverged", "error", "shape_mismatch") for layer in self.layers)
+
+    @property
+    def nothing_compared(self) -> bool:
+        """True when not a single tensor pair was aligned and measured."""
+        return not any(layer.metrics is not None for layer in self.layers)
+
+    @property
+    def verdict(self) -> str:
+        """The headline: ``diverged``, ``incomplete``, ``nothing_compared`` or ``ok`` (first that applies)."""
+        if self.diverged:
+            return "diverged"
+        if self.layers_failed:
+            return "incomplete"
+        return "nothing_compared" if self.nothing_compared else "ok"
+
+    def verdict_reason(self) -> str | None:
+        """One line saying why the verdict is not a comparison result (``nothing_compared``), else None."""
+        if self.verdict != "nothing_compared":
+            return None
+        from netdiff.verdict import nothing_compared_reason
+
+        return nothing_compared_reason(self)
 
     def layer(self, name: str) -> LayerResult:
         """Return the result for a reference (or target) tensor name."""
@@ -467,7 +495,8 @@ class Report:
         compared = [x for x in self.layers if x.metrics is not None]
         worst = min(compared, key=lambda x: _nan_low(x.metrics.cosine), default=None)
         return {
-            "verdict": "diverged" if self.diverged else "incomplete" if self.failed else "ok",
+            "verdict": self.verdict,
+            "reason": self.verdict_reason(),
             "layers": len(self.layers),
             "compared": len(compared),
             "counts": counts,

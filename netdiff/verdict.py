@@ -103,3 +103,23 @@ def apply_expected_noise(layers: list[LayerResult], thresholds: Thresholds) -> l
         if layer.status == "noisy":
             noisy.append(layer.name)
     return noisy
+
+
+def nothing_compared_reason(report, examples: int = 3) -> str:
+    """Why a report compared nothing, in one line: how many names on each side, a few of each, and --map."""
+    reference = [x.name for x in report.layers if x.status == "missing_in_target"]
+    target = [x.name for x in report.layers if x.status == "missing_in_reference"]
+    target += [n for n in report.meta.get("target_only") or [] if n not in set(target)]
+    if not reference and not target:
+        what = f"{len(report.layers)} tensor(s), none comparable" if report.layers else "both sides are empty"
+        return f"nothing compared: {what}"
+    return (f"nothing compared: no target tensor matched a reference tensor (reference, {len(reference)}: "
+            f"{_few(reference, examples)}; target, {len(target)}: {_few(target, examples)}); pair them with "
+            f"--map FILE.json ({{\"target_name\": \"reference_name\"}}; mapping= in Python)")
+
+
+def _few(names: list[str], n: int) -> str:
+    if not names:
+        return "none"
+    shown = ", ".join(repr(x) for x in names[:n])
+    return shown + (f" and {len(names) - n} more" if len(names) > n else "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from netdiff.cli._help import GroupedCommand
 from netdiff.cli.app import DEBUG, app
 
 from netdiff.cli import compare  # noqa: E402,F401  (registration; this order is the --help order)
@@ -21,12 +22,15 @@ from netdiff.cli import aipp_check  # noqa: E402,F401
 from netdiff.cli import nnie_cfg_check  # noqa: E402,F401
 from netdiff.cli import demo  # noqa: E402,F401
 
-for _command in app.registered_commands:  # --help lists each command's whole first docstring line
+for _command in app.registered_commands:
+    if _command.cls is None:  # help grouped by purpose (the options' rich_help_panel)
+        _command.cls = GroupedCommand
+    # --help lists each command's whole first docstring line
     if _command.short_help is None and _command.callback is not None and _command.callback.__doc__:
         _command.short_help = _command.callback.__doc__.strip().splitlines()[0]
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script: user errors become one line on stderr and exit 2."""
+    """Entry point of the console script: user and usage errors become one line on stderr and exit 2."""
     from netdiff.errors import NetdiffError
 
     try:
@@ -41,17 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("netdiff: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # click usage errors arrive here in non-standalone mode
-        import click
+    except Exception as e:  # usage errors arrive here in non-standalone mode
+        from netdiff.cli._help import usage_error_code
 
-        if isinstance(e, click.exceptions.Exit):
-            return e.exit_code
-        if isinstance(e, click.ClickException):
-            e.show()
-            return 2
-        if isinstance(e, click.exceptions.Abort):
-            return 130
-        raise
+        code = usage_error_code(e, [c.name for c in app.registered_commands if c.name])
+        if code is None:
+            raise
+        return code
     return result if isinstance(result, int) else 0
 
 

@@ -17,6 +17,7 @@ def report_command(
     html_path: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report.")] = None,
     model_explorer_path: Annotated[Path | None, typer.Option("--model-explorer", help="Write per-node cosine as Google Model Explorer node data JSON.")] = None,
     graph_id: Annotated[str | None, typer.Option("--graph-id", help="Wrap the Model Explorer data for this graph id (the ONNX graph name).")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Terminal view: show every layer, not only those around origins and the worst.")] = False,
 ) -> None:
     """Render a saved JSON report; without options, print it to the terminal."""
     from netdiff.reports.html import load_report, write_html
@@ -34,4 +35,4 @@ def report_command(
         write_node_data(report, model_explorer_path, graph_id)
         console().print(f"wrote {model_explorer_path}")
     if html_path is None and model_explorer_path is None:
-        console().print(ReportView(report))
+        console().print(ReportView(report, show_all=show_all))

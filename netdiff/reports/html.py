@@ -111,7 +111,8 @@ def _layer_button(name: str | None, index: dict[str, int], element_id: str = "")
 def _header(report: Report, payload: dict[str, Any], index: dict[str, int]) -> str:
     verdict = payload["verdict"]
     words = {"ok": "No layer diverged", "diverged": "The target diverges from the reference",
-             "incomplete": "Some layers could not be compared"}
+             "incomplete": "Some layers could not be compared",
+             "nothing_compared": "Nothing was compared: no tensor of the target matched the reference"}
     inputs = ", ".join(f"{k} = {v}" for k, v in report.inputs.items()) or "—"
     th = report.thresholds
     counts = "".join(f"<span class=\"pill s-{escape(s)}\">{n} {escape(s.replace('_', ' '))}</span>"

@@ -16,6 +16,8 @@ STATUS_STYLE = {
     "ok": "green", "noisy": "cyan", "diverged": "bold red", "missing_in_target": "yellow", "missing_in_reference": "yellow",
     "shape_mismatch": "magenta", "error": "bold magenta", "not_observable": "dim",
 }
+VERDICT_STYLE = {"ok": "bold green", "diverged": "bold red", "incomplete": "bold magenta",
+                 "nothing_compared": "bold magenta"}
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
@@ -134,14 +136,12 @@ class SummaryPanel:
         r = self.report
         s = r.summary()
         text = Text()
-        if r.diverged:
-            text.append("DIVERGED", style="bold red")
-        elif r.failed:
-            text.append("INCOMPLETE", style="bold magenta")
-        else:
-            text.append("OK", style="bold green")
+        verdict = s["verdict"]
+        text.append(verdict.replace("_", " ").upper(), style=VERDICT_STYLE.get(verdict, "bold"))
         text.append(f"  {s['compared']} of {s['layers']} tensors compared "
                     f"(cosine ≥ {r.thresholds.cosine}, rel_l2 ≤ {r.thresholds.rel_l2})\n")
+        if s.get("reason"):
+            text.append(s["reason"] + "\n", style="bold")
         precision = r.meta.get("precision")
         if isinstance(precision, dict) and precision.get("kind"):
             text.append(f"precision {precision['kind']} ({precision.get('source', '')}): a layer beyond the thresholds is "

@@ -1,0 +1,114 @@
+"""Usage errors, --version/-h and the nothing-compared verdict: what a new user hits first.
+
+CI also runs this file with the lowest dependency versions pyproject allows (.ci/run).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import netdiff
+from netdiff.cli import main
+
+
+def _netdiff(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "netdiff", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["comapre"], "Did you mean 'compare'?"),
+    (["compare"], "Missing argument"),
+    (["compare", "a.onnx", "b", "--inptu", "x.npy"], "--input"),
+    (["compare", "a.onnx", "b", "--cosine-threshold", "abc"], "'abc' is not a valid float"),
+    (["inspect", "x", "--no-such-flag"], "No such option"),
+])
+def test_usage_errors_are_one_line_exit_2(args, expected):
+    proc = _netdiff(*args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("netdiff: error: ") and expected in lines[0]
+    assert "-h' for help" in lines[0] and "usage: netdiff" in lines[0]
+    assert proc.stdout == ""
+
+
+def test_version_and_short_help():
+    proc = _netdiff("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"netdiff {netdiff.__version__}"
+    top = _netdiff("-h")
+    assert top.returncode == 0 and "compare" in top.stdout and "--install-completion" in top.stdout
+    for command in ("compare", "report", "run", "sensitivity", "inspect"):
+        sub = _netdiff(command, "-h")
+        assert sub.returncode == 0 and f"Usage: netdiff {command}" in sub.stdout, sub.stderr
+
+
+def _unmatched_target(tmp_path):
+    target = tmp_path / "device"
+    target.mkdir()
+    np.save(target / "blob_a.npy", np.ones((1, 3), np.float32))
+    np.save(target / "blob_b.npy", np.zeros(4, np.float32))
+    return target
+
+
+def test_nothing_compared_is_a_failure_with_a_reason(tmp_path, cnn_path, cnn_input_path, capsys):
+    target = _unmatched_target(tmp_path)
+    out = tmp_path / "r.json"
+    assert main(["compare", str(cnn_path), str(target), "-i", str(cnn_input_path), "--json", str(out)]) == 1
+    text = capsys.readouterr().out
+    assert "NOTHING COMPARED" in text and "--map" in text
+    summary = json.loads(out.read_text())["summary"]
+    assert summary["verdict"] == "nothing_compared" and summary["compared"] == 0
+    reason = summary["reason"]
+    assert "\n" not in reason and "--map" in reason
+    assert "'blob_a'" in reason and "'input'" in reason and "and 12 more" in reason
+
+    assert main(["report", str(out)]) == 0 and "NOTHING COMPARED" in capsys.readouterr().out
+    matched = main(["compare", str(cnn_path), str(cnn_path), "-i", str(cnn_input_path), "--json", str(out)])
+    assert matched == 0 and json.loads(out.read_text())["summary"]["reason"] is None
+
+
+def test_nothing_compared_through_the_python_api(tmp_path, cnn_path, cnn_input_path):
+    from netdiff.testing import NetdiffAssertionError, assert_close
+
+    target = _unmatched_target(tmp_path)
+    report = netdiff.compare(cnn_path, target, cnn_input_path)
+    assert report.nothing_compared and report.failed and not bool(report)
+    assert report.verdict == "nothing_compared" and not report.diverged
+    with pytest.raises(NetdiffAssertionError, match="nothing compared.*--map"):
+        assert_close(cnn_path, target, cnn_input_path)
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    np.save(partial / "input.npy", np.load(cnn_input_path))
+    assert_close(cnn_path, partial, cnn_input_path)  # the input alone was compared: passes
+    with pytest.raises(NetdiffAssertionError, match="requested layer.*probs"):
+        assert_close(cnn_path, partial, cnn_input_path, layers=["probs"])  # the one layer asked for was not
+
+
+def test_report_all_shows_every_layer(tmp_path, cnn_path, cnn_input_path, capsys):
+    out = tmp_path / "r.json"
+    main(["demo", "--out", str(tmp_path / "demo"), "--json", str(out)])
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    default = capsys.readouterr().out
+    assert main(["report", str(out), "--all"]) == 0
+    full = capsys.readouterr().out
+    assert "not shown (--all)" in default and "not shown" not in full
+    assert all(re.search(rf"^\s*{i} ", full, re.M) for i in range(15))
+
+
+def test_verbosity_and_log_file(tmp_path, cnn_path, capsys):
+    log = tmp_path / "netdiff.log"
+    assert main(["--log-file", str(log), "compare", str(cnn_path), str(cnn_path)]) == 0
+    err = capsys.readouterr().err
+    assert "netdiff: warning: no input given" in err  # the default level shows warnings
+    assert "WARNING netdiff.inputs: no input given" in log.read_text()
+    assert main(["-q", "compare", str(cnn_path), str(cnn_path)]) == 0
+    assert "no input given" not in capsys.readouterr().err
+    assert main(["--log-file", str(tmp_path / "no" / "such" / "dir.log"), "compare", "a", "b"]) == 2
+    assert "--log-file" in capsys.readouterr().err
