@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import math
+import re
+from collections import Counter
 from typing import Any
 
 from netdiff import __version__
@@ -29,6 +31,9 @@ def page_data(report: Report) -> dict[str, Any]:
     index = {layer.name: i for i, layer in enumerate(report.layers)}
     origins = set(report.origins)
     layers = [_layer(i, layer, index, layer.name in origins) for i, layer in enumerate(report.layers)]
+    for entry, label in zip(layers, short_labels([layer.name for layer in report.layers])):
+        if label != entry["name"]:
+            entry["lb"] = label
     summary = report.summary()
     return {
         "tool": f"netdiff {__version__}",
@@ -39,6 +44,44 @@ def page_data(report: Report) -> dict[str, Any]:
         "layers": layers,
         "graph": _graph(report, index),
     }
+
+
+_OUTPUT_SUFFIX = re.compile(r"_output_\d+$|:\d+$")
+
+
+def short_labels(names: list[str], min_segments: int = 2) -> list[str]:
+    """The shortest tail of each name (path segments split at ``/``) that no other name shares.
+
+    ``/backbone/stage2/block3/conv/Conv_output_0`` becomes ``block3/conv/Conv`` when that is
+    unique, so 60 ``conv/Conv`` layers stay distinguishable in the chart and graph. The
+    ``_output_N`` suffix is dropped unless it is what tells two names apart; a label has at
+    least ``min_segments`` segments when the name has them.
+    """
+    stripped = _unique_tails([_segments(n, strip=True) for n in names], min_segments)
+    plain = _unique_tails([_segments(n, strip=False) for n in names], min_segments)
+    return [a or b or name for name, a, b in zip(names, stripped, plain)]
+
+
+def _unique_tails(split: list[list[str]], min_segments: int) -> list[str | None]:
+    depth = max((len(s) for s in split), default=0)
+    counts = [Counter("/".join(s[-k:]) for s in split) for k in range(1, depth + 1)]
+    out: list[str | None] = []
+    for segments in split:
+        label = None
+        for k in range(min(min_segments, len(segments)), len(segments) + 1):
+            tail = "/".join(segments[-k:])
+            if k and counts[k - 1][tail] == 1:
+                label = tail
+                break
+        out.append(label)
+    return out
+
+
+def _segments(name: str, strip: bool) -> list[str]:
+    parts = [p for p in str(name).split("/") if p]
+    if parts and strip:
+        parts[-1] = _OUTPUT_SUFFIX.sub("", parts[-1]) or parts[-1]
+    return parts
 
 
 def _layer(i: int, layer: LayerResult, index: dict[str, int], origin: bool) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 from html import escape
 from importlib import resources
 from pathlib import Path
@@ -104,8 +105,13 @@ def _layer_button(name: str | None, index: dict[str, int], element_id: str = "")
         return ""
     ident = f" id=\"{element_id}\"" if element_id else ""
     if name in index:
-        return f"<button class=\"linkish\"{ident} data-layer=\"{index[name]}\">{escape(name)}</button>"
-    return f"<span class=\"mono\"{ident}>{escape(name)}</span>"
+        return f"<button class=\"linkish\"{ident} data-layer=\"{index[name]}\">{breakable(name)}</button>"
+    return f"<span class=\"mono\"{ident}>{breakable(name)}</span>"
+
+
+def breakable(text: str) -> str:
+    """``text`` escaped, with a line-break opportunity (``<wbr>``) after each / _ . : - separator."""
+    return re.sub(r"([/_.:-])", r"\1<wbr>", escape(text))
 
 
 def _header(report: Report, payload: dict[str, Any], index: dict[str, int]) -> str:

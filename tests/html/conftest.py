@@ -94,16 +94,16 @@ class Browser:
         cmd = [self.executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, url]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=90, check=False)
 
-    def dump_dom(self, page: Path, fragment: str = "") -> str:
-        """The page's DOM after its load-time scripts ran."""
-        result = self._run(page.resolve().as_uri() + fragment, "--dump-dom")
+    def dump_dom(self, page: Path, fragment: str = "", size: str = "1400,1000") -> str:
+        """The page's DOM after its load-time scripts ran, in a window of ``size`` pixels."""
+        result = self._run(page.resolve().as_uri() + fragment, "--dump-dom", f"--window-size={size}")
         if result.returncode != 0 or "<html" not in result.stdout:
             pytest.fail(f"chromium --dump-dom failed ({result.returncode}): {result.stderr[-2000:]}")
         return result.stdout
 
-    def selftest(self, page: Path) -> tuple[dict, str]:
+    def selftest(self, page: Path, fragment: str = "", size: str = "1400,1000") -> tuple[dict, str]:
         """Run the page's embedded self-test (``#selftest``); return its result and the DOM."""
-        dom = self.dump_dom(page, "#selftest")
+        dom = self.dump_dom(page, "#selftest" + fragment, size)
         start = dom.find('id="selftest-result"')
         assert start >= 0, "no self-test output element in the DOM"
         body = dom[dom.index(">", start) + 1: dom.index("</pre>", start)]

@@ -49,11 +49,49 @@
     if (a >= 1e5 || a < 1e-3) return v.toExponential(2);
     return String(Number(v.toPrecision(4)));
   }
-  function shortName(name) {
-    var parts = String(name).split(/[\/:]/).filter(function (p) { return p.length > 0; });
-    var s = parts.length ? parts[parts.length - 1] : String(name);
-    if (parts.length > 1 && /^(output|Output)_?\d*$|_output_\d+$/.test(s)) s = parts[parts.length - 2] + "/" + s.replace(/_output_\d+$/, "");
-    return s.length > 20 ? s.slice(0, 19) + "…" : s;
+  function label(i) { return L[i].lb || L[i].name; }
+  function midTrim(text, n) {
+    text = String(text);
+    if (text.length <= n) return text;
+    var head = Math.ceil((n - 1) / 2);
+    return text.slice(0, head) + "…" + text.slice(text.length - (n - 1 - head));
+  }
+  /* a label shortened to n characters: middle path segments go first (the first one tells layers
+     apart, the last one names the op), then characters from the middle */
+  function fitLabel(text, n) {
+    text = String(text);
+    if (text.length <= n) return text;
+    var segs = text.split("/");
+    if (segs.length > 2) {
+      var head = [segs[0]], tail = segs[segs.length - 1];
+      for (var k = 1; k < segs.length - 1; k++) {
+        if ((head.concat([segs[k]]).join("/") + "/…/" + tail).length > n) break;
+        head.push(segs[k]);
+      }
+      var joined = head.join("/") + "/…/" + tail;
+      if (joined.length <= n) return joined;
+    }
+    if (segs.length > 2) {
+      var front = segs.slice(0, 2).join("/") + "/…";
+      if (front.length <= n) return front;
+    }
+    return midTrim(text, n);
+  }
+  /* the name as text with line-break opportunities after separators: wraps at / _ . : - , never mid-word */
+  function breakable(node, text) {
+    String(text).replace(/([\/_.:\-])/g, "$1\u0000").split("\u0000").forEach(function (part, k) {
+      if (k) node.appendChild(document.createElement("wbr"));
+      node.appendChild(document.createTextNode(part));
+    });
+    return node;
+  }
+  /* round tick values: a step of 1, 2 or 5 × 10^k giving about `count` intervals over [lo, hi] */
+  function niceTicks(lo, hi, count) {
+    var raw = Math.max((hi - lo) / count, 1e-12), mag = Math.pow(10, Math.floor(Math.log10(raw)));
+    var step = [1, 2, 5, 10].map(function (m) { return m * mag; }).filter(function (v) { return v >= raw * 0.999; })[0];
+    var start = Math.floor(lo / step + 1e-9) * step, end = Math.ceil(hi / step - 1e-9) * step, ticks = [];
+    for (var v = start; v <= end + step * 1e-6; v += step) ticks.push(Number(v.toFixed(12)));
+    return { lo: start, hi: end, step: step, ticks: ticks, digits: Math.max(0, -Math.floor(Math.log10(step) + 1e-9)) };
   }
   function opLabel(op) {
     var s = String(op || "tensor").replace("Normalization", "Norm").replace("Average", "Avg");
@@ -72,7 +110,7 @@
     var host = document.getElementById("chart");
     host.textContent = "";
     views.points = {};
-    var W = Math.max(480, host.clientWidth || 960), H = 260, ml = 62, mr = 56, mt = 22, mb = 30;
+    var W = Math.max(480, host.clientWidth || 960), H = 330, ml = 62, mr = 56, mt = 22, mb = 100;
     var pw = W - ml - mr, ph = H - mt - mb;
     var s = sv("svg", { width: W, height: H, viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": "cosine and SQNR per layer" });
     host.appendChild(s);
@@ -81,26 +119,36 @@
     var known = cos.filter(function (v) { return v !== null; });
     if (!known.length) { host.appendChild(el("p", "empty", "No layer could be compared, so there is nothing to plot.")); s.remove(); return; }
     var lo = Math.min(TH.cosine, Math.min.apply(null, known)), span = 1 - lo;
-    lo = Math.max(-1, lo - Math.max(span * 0.1, 0.002));
+    var cosTicks = niceTicks(Math.max(-1, lo - Math.max(span * 0.05, 0.001)), 1, 4);
+    lo = cosTicks.lo;
     var sqKnown = sq.filter(function (v) { return v !== null; });
-    var sLo = sqKnown.length ? Math.min(0, Math.min.apply(null, sqKnown)) : 0;
-    var sHi = sqKnown.length ? Math.max.apply(null, sqKnown) : 60;
-    if (sHi - sLo < 1) sHi = sLo + 1;
-    sHi += (sHi - sLo) * 0.05;
+    var sqTicks = niceTicks(sqKnown.length ? Math.min(0, Math.min.apply(null, sqKnown)) : 0,
+      sqKnown.length ? Math.max(1, Math.max.apply(null, sqKnown)) : 60, 4);
+    var sLo = sqTicks.lo, sHi = sqTicks.hi;
     var n = chartSlots.length;
     function X(k) { return ml + (n === 1 ? pw / 2 : (k * pw) / (n - 1)); }
     function Y(v) { return mt + ((1 - v) / (1 - lo)) * ph; }
     function YS(v) { return mt + ((sHi - v) / (sHi - sLo)) * ph; }
     var grid = sv("g", { "class": "grid" }), axis = sv("g", { "class": "axis" });
-    for (var t = 0; t <= 4; t++) {
-      var v = 1 - (t * (1 - lo)) / 4, y = Y(v);
+    cosTicks.ticks.forEach(function (v) {
+      var y = Y(v);
       grid.appendChild(sv("line", { x1: ml, x2: W - mr, y1: y, y2: y }));
-      axis.appendChild(sv("text", { x: ml - 6, y: y + 4, "text-anchor": "end" }, v.toFixed(lo > 0.99 ? 4 : 3)));
-      var sv2 = sHi - (t * (sHi - sLo)) / 4;
-      axis.appendChild(sv("text", { x: W - mr + 6, y: YS(sv2) + 4, "text-anchor": "start", fill: "#8a63d2" }, sv2.toFixed(0)));
+      axis.appendChild(sv("text", { "class": "ytick", x: ml - 6, y: y + 4, "text-anchor": "end" }, v.toFixed(cosTicks.digits)));
+    });
+    sqTicks.ticks.forEach(function (v) {
+      axis.appendChild(sv("text", { "class": "ytick2", x: W - mr + 6, y: YS(v) + 4, "text-anchor": "start", fill: "#8a63d2" }, v.toFixed(sqTicks.digits)));
+    });
+    /* x axis: the layers' distinguishing names, slanted 40°; as many as fit 18 px apart (12 px between lines) */
+    var every = Math.max(1, Math.ceil(n / Math.max(1, Math.floor(pw / 18)))), xl = sv("g", { "class": "xlabels" });
+    for (var k = 0; k < n; k += every) {
+      var i0 = chartSlots[k], x0 = X(k), y0 = mt + ph + 12, room = Math.min(22, Math.floor((x0 - 4) / 4.6));
+      xl.appendChild(sv("line", { x1: x0, x2: x0, y1: mt + ph, y2: mt + ph + 4, stroke: "#afb8c1" }));
+      var xt = sv("text", { "class": "xlabel", "data-index": i0, x: x0, y: y0, "text-anchor": "end", "font-size": 10,
+        transform: "rotate(-40 " + x0 + " " + y0 + ")" }, fitLabel(label(i0), Math.max(4, room)));
+      xl.appendChild(tip(xt, "#" + i0 + " " + L[i0].name));
+      xt.addEventListener("click", (function (i) { return function () { select(i, "chart"); }; })(i0));
     }
-    var every = Math.max(1, Math.ceil(n / 16));
-    for (var k = 0; k < n; k += every) axis.appendChild(sv("text", { x: X(k), y: H - 10, "text-anchor": "middle" }, "#" + chartSlots[k]));
+    axis.appendChild(xl);
     axis.appendChild(sv("text", { x: 14, y: mt + ph / 2, transform: "rotate(-90 14 " + (mt + ph / 2) + ")", "text-anchor": "middle" }, "cosine"));
     axis.appendChild(sv("text", { x: W - 10, y: mt + ph / 2, transform: "rotate(90 " + (W - 10) + " " + (mt + ph / 2) + ")", "text-anchor": "middle", fill: "#8a63d2" }, "SQNR dB"));
     s.appendChild(grid);
@@ -109,7 +157,7 @@
       if (L[i].origin) {
         s.appendChild(sv("line", { x1: X(k), x2: X(k), y1: mt, y2: mt + ph, stroke: "#cf222e", "stroke-dasharray": "3 3", "stroke-opacity": 0.7 }));
         s.appendChild(sv("text", { x: X(k) + 4, y: mt - 8, fill: "#cf222e", "font-size": 11, "font-weight": 600, "text-anchor": k > n * 0.7 ? "end" : "start" },
-          "origin: " + (L[i].op ? L[i].op + " " : "") + shortName(L[i].name)));
+          "origin: " + (L[i].op ? L[i].op + " " : "") + fitLabel(label(i), 28)));
       }
     });
     var ty = Y(TH.cosine);
@@ -162,8 +210,8 @@
     { key: "cosine", label: "cosine", num: true, kind: "cos", get: function (l) { return metric(l, "cosine"); } },
     { key: "rel_l2", label: "rel_l2", num: true, get: function (l) { return metric(l, "rel_l2"); } },
     { key: "sqnr_db", label: "SQNR dB", num: true, kind: "db", get: function (l) { return metric(l, "sqnr_db"); } },
-    { key: "max_abs", label: "max_abs", num: true, get: function (l) { return metric(l, "max_abs"); } },
-    { key: "gain", label: "gain", num: true, kind: "gain", get: function (l) { return isNum(l.gain) ? l.gain : null; } }
+    { key: "max_abs", label: "max_abs", num: true, minor: true, get: function (l) { return metric(l, "max_abs"); } },
+    { key: "gain", label: "gain", num: true, minor: true, kind: "gain", get: function (l) { return isNum(l.gain) ? l.gain : null; } }
   ];
   if (hasIso) COLS.push({ key: "iso", label: "isolated", num: true, kind: "cos", get: function (l) { return l.iso && isNum(l.iso.cosine) ? l.iso.cosine : null; } });
 
@@ -171,23 +219,30 @@
     var head = document.querySelector("#layer-table thead"), body = document.querySelector("#layer-table tbody");
     var tr = el("tr");
     COLS.forEach(function (c) {
-      var th = el("th", c.num ? "num" : "", c.label);
+      var th = el("th", (c.num ? "num" : "") + (c.minor ? " minor" : ""), c.label);
       th.setAttribute("data-key", c.key);
+      th.setAttribute("tabindex", "0");
+      th.setAttribute("title", "sort by " + c.label + " (Enter)");
       th.appendChild(el("span", "arrow", ""));
-      th.addEventListener("click", function () {
+      function sortBy() {
         if (state.sortKey === c.key) state.sortDir = -state.sortDir; else { state.sortKey = c.key; state.sortDir = 1; }
         renderRows();
-      });
+      }
+      th.addEventListener("click", sortBy);
+      th.addEventListener("keydown", function (e) { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); sortBy(); } });
       tr.appendChild(th);
     });
     head.appendChild(tr);
     L.forEach(function (layer, i) {
       var row = el("tr", layer.origin ? "origin" : "");
       row.setAttribute("data-index", i);
+      row.setAttribute("tabindex", "-1");
+      row.setAttribute("aria-selected", "false");
       COLS.forEach(function (c) {
         var v = c.get(layer, i), td;
         if (c.key === "name") {
-          td = el("td", "name", layer.name);
+          td = el("td", "name");
+          td.appendChild(breakable(el("span", "nm"), layer.name));
           if (layer.origin) { td.appendChild(document.createTextNode(" ")); td.appendChild(pill("origin", "badge-origin")); }
           if (layer.target) row.setAttribute("title", "target tensor: " + layer.target);
         } else if (c.key === "status") {
@@ -197,13 +252,14 @@
           td = el("td", "op", v ? opLabel(v) : "");
           if (v) td.setAttribute("title", v);
         } else {
-          td = el("td", "num" + ((c.key === "cosine" || c.key === "iso") && failsCos(v) ? " bad" : "") + (c.key === "rel_l2" && v !== null && v > TH.rel_l2 ? " bad" : ""), c.key === "i" ? v : fmt(v, c.kind));
+          td = el("td", "num" + (c.minor ? " minor" : "") + ((c.key === "cosine" || c.key === "iso") && failsCos(v) ? " bad" : "") + (c.key === "rel_l2" && v !== null && v > TH.rel_l2 ? " bad" : ""), c.key === "i" ? v : fmt(v, c.kind));
         }
         row.appendChild(td);
       });
       row.addEventListener("click", function () { select(i, "table"); });
       views.rows[i] = row;
     });
+    body.addEventListener("keydown", rowKeys);
     var sel = document.getElementById("status-filter");
     var opts = [["all", "All statuses"], ["problems", "Not ok"]];
     Object.keys(data.counts).forEach(function (s) { if (data.counts[s]) opts.push([s, statusLabel(s) + " (" + data.counts[s] + ")"]); });
@@ -212,6 +268,23 @@
     var filt = document.getElementById("filter");
     filt.addEventListener("input", function () { state.filter = filt.value; renderRows(); });
     renderRows();
+  }
+  /* keyboard: Tab reaches the selected row; arrows, Page keys, Home and End move the selection */
+  function rowKeys(e) {
+    var rows = Array.prototype.slice.call(document.querySelectorAll("#layer-table tbody tr"));
+    var at = rows.indexOf(document.activeElement), to = -1, page = 10;
+    if (at < 0) return;
+    if (e.key === "ArrowDown" || e.key === "j") to = Math.min(rows.length - 1, at + 1);
+    else if (e.key === "ArrowUp" || e.key === "k") to = Math.max(0, at - 1);
+    else if (e.key === "PageDown") to = Math.min(rows.length - 1, at + page);
+    else if (e.key === "PageUp") to = Math.max(0, at - page);
+    else if (e.key === "Home") to = 0;
+    else if (e.key === "End") to = rows.length - 1;
+    else if (e.key === "Enter" || e.key === " ") to = at;
+    if (to < 0) return;
+    e.preventDefault();
+    select(Number(rows[to].getAttribute("data-index")), "keyboard");
+    rows[to].focus();
   }
   function visible(layer) {
     if (state.status === "problems" && layer.status === "ok") return false;
@@ -233,8 +306,11 @@
       return c !== 0 ? c * state.sortDir : a - b;
     });
     body.textContent = "";
-    var shown = 0;
-    order.forEach(function (i) { if (visible(L[i])) { body.appendChild(views.rows[i]); shown++; } });
+    var shown = 0, first = -1;
+    order.forEach(function (i) { if (visible(L[i])) { body.appendChild(views.rows[i]); shown++; if (first < 0) first = i; } });
+    /* one row is in the tab order: the selected one when shown, else the first shown */
+    var tab = views.rows[state.sel] && views.rows[state.sel].parentNode ? state.sel : first;
+    views.rows.forEach(function (r, k) { r.setAttribute("tabindex", k === tab ? "0" : "-1"); });
     document.getElementById("row-count").textContent = shown + " of " + L.length + " layers";
     document.querySelectorAll("#layer-table th").forEach(function (th) {
       th.querySelector(".arrow").textContent = th.getAttribute("data-key") === state.sortKey ? (state.sortDir > 0 ? "▲" : "▼") : "";
@@ -341,8 +417,8 @@
     var host = document.getElementById("detail"), layer = L[i];
     host.textContent = "";
     var head = el("div", "detail-head");
-    head.appendChild(el("div", "small muted", "Layer #" + i));
-    var h3 = el("h3", "", layer.name);
+    head.appendChild(el("div", "small muted", "Layer #" + i + (layer.lb ? " · " + layer.lb : "")));
+    var h3 = breakable(el("h3"), layer.name);
     h3.id = "detail-name";
     head.appendChild(h3);
     var pills = el("div", "pills");
@@ -440,6 +516,12 @@
     return "rgb(" + mix.join(",") + ")";
   }
   var graphMin = 1;
+  /* the node's label without a last segment that only repeats the op type shown above it */
+  function nodeLabel(i) {
+    var segs = label(i).split("/"), op = String(L[i].op || "").toLowerCase();
+    if (segs.length > 1 && op && segs[segs.length - 1].toLowerCase() === op) segs.pop();
+    return segs.join("/");
+  }
   function drawGraph() {
     var g = data.graph;
     if (!g || !g.nodes.length) return;
@@ -473,9 +555,10 @@
       node.appendChild(sv("rect", { "class": "box", width: g.nw, height: g.nh, rx: 6, fill: nodeFill(layer),
         stroke: layer.origin ? "#cf222e" : (compared ? (layer.status === "diverged" ? "#ff8182" : "#4ac26b") : "#afb8c1"),
         "stroke-width": layer.origin ? 3 : 1, "stroke-dasharray": compared ? "none" : "4 3" }));
-      node.appendChild(sv("text", { x: 8, y: 14, "font-size": 11, "font-weight": 600, fill: "#1f2328" }, opLabel(layer.op)));
-      node.appendChild(sv("text", { x: 8, y: 27, "font-size": 10, fill: "#424a53" }, shortName(layer.name)));
-      tip(node, layer.name + (layer.op ? " (" + layer.op + ")" : "") + "\ncosine " + fmt(metric(layer, "cosine"), "cos") + "\n" + statusLabel(layer.status));
+      node.appendChild(sv("text", { x: 8, y: 14, "font-size": 11, "font-weight": 600, fill: "#1f2328" }, midTrim(opLabel(layer.op), 12)));
+      node.appendChild(sv("text", { x: g.nw - 6, y: 14, "font-size": 10, fill: "#59636e", "text-anchor": "end" }, "#" + li));
+      node.appendChild(sv("text", { "class": "nlabel", x: 8, y: 27, "font-size": 10, fill: "#424a53" }, fitLabel(nodeLabel(li), 19)));
+      tip(node, "#" + li + " " + layer.name + (layer.op ? " (" + layer.op + ")" : "") + "\ncosine " + fmt(metric(layer, "cosine"), "cos") + "\n" + statusLabel(layer.status));
       node.addEventListener("click", function () { select(li, "graph"); });
       s.appendChild(node);
       views.nodes[li] = node;
@@ -500,7 +583,12 @@
   function select(i, from) {
     if (!(i >= 0 && i < L.length)) return;
     state.sel = i;
-    views.rows.forEach(function (r, k) { r.classList.toggle("sel", k === i); });
+    views.rows.forEach(function (r, k) {
+      r.classList.toggle("sel", k === i);
+      r.setAttribute("aria-selected", k === i ? "true" : "false");
+      if (r.parentNode) r.setAttribute("tabindex", k === i ? "0" : "-1");
+    });
+    if (from !== "hash" && from !== "start") writeHash(i);
     if (from !== "table") {
       var row = views.rows[i], wrap = document.querySelector(".table-wrap");
       if (row.parentNode && wrap) wrap.scrollTop = Math.max(0, row.offsetTop - wrap.clientHeight / 3);
@@ -510,6 +598,32 @@
     markGraph(from !== "graph");
   }
 
+  /* ---------- the selected layer in the URL: #layer=<name> (a shareable link) ---------- */
+  function hashParams(hash) {
+    var out = {};
+    String(hash || "").replace(/^#/, "").split("&").forEach(function (part) {
+      if (!part) return;
+      var eq = part.indexOf("="), key = eq < 0 ? part : part.slice(0, eq), value = eq < 0 ? "" : part.slice(eq + 1);
+      try { out[decodeURIComponent(key)] = decodeURIComponent(value); } catch (e) { /* a malformed escape: ignored */ }
+    });
+    return out;
+  }
+  function layerFromHash(hash) {
+    var p = hashParams(hash);
+    if (p.layer !== undefined) { for (var i = 0; i < L.length; i++) if (L[i].name === p.layer) return i; }
+    if (p.i !== undefined && /^\d+$/.test(p.i) && Number(p.i) < L.length) return Number(p.i);
+    return -1;
+  }
+  function writeHash(i) {
+    var hash = "#layer=" + encodeURIComponent(L[i].name).replace(/%2F/g, "/").replace(/%3A/g, ":");
+    if (location.hash === hash) return;
+    try { history.replaceState(null, "", hash); } catch (e) { location.replace(hash); }
+  }
+  window.addEventListener("hashchange", function () {
+    var i = layerFromHash(location.hash);
+    if (i >= 0 && i !== state.sel) select(i, "hash");
+  });
+
   /* ---------- self-test (URL ends with #selftest) ---------- */
   function selftest() {
     var checks = [];
@@ -517,7 +631,7 @@
     try {
       var rows = document.querySelectorAll("#layer-table tbody tr");
       check("one table row per layer", rows.length === L.length, rows.length + " rows for " + L.length + " layers");
-      var names = Array.prototype.map.call(rows, function (r) { return r.querySelector("td.name").firstChild.textContent; });
+      var names = Array.prototype.map.call(rows, function (r) { return r.querySelector("td.name .nm").textContent; });
       check("every layer name shown as text", L.every(function (l) { return names.indexOf(l.name) >= 0; }));
       var fd = document.getElementById("first-divergence");
       if (data.first !== null) check("first divergence shown", fd && fd.textContent === data.first, fd ? fd.textContent : "missing");
@@ -556,6 +670,35 @@
       check("filtering by name", fr >= 1 && fr <= L.length, fr + " rows");
       filt.value = ""; filt.dispatchEvent(new Event("input"));
       check("no img elements from data", document.getElementsByTagName("img").length === 0);
+      var pick = L.length > 1 ? L.length - 1 : 0;
+      click(views.rows[pick]);
+      check("selection written to the URL hash", layerFromHash(location.hash) === pick && /^#layer=/.test(location.hash), location.hash);
+      check("the hash restores the selection", layerFromHash("#layer=" + encodeURIComponent(L[0].name)) === 0);
+      var before = state.sel;
+      views.rows[before].focus();
+      views.rows[before].dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowUp", bubbles: true, cancelable: true }));
+      var up = Array.prototype.slice.call(document.querySelectorAll("#layer-table tbody tr"));
+      var expect = up.indexOf(views.rows[before]) > 0 ? Number(up[up.indexOf(views.rows[before]) - 1].getAttribute("data-index")) : before;
+      check("arrow keys move the selection", state.sel === expect && document.activeElement === views.rows[expect], state.sel + " vs " + expect);
+      check("the selected row is in the tab order", views.rows[state.sel].getAttribute("tabindex") === "0" &&
+        document.querySelectorAll('#layer-table tbody tr[tabindex="0"]').length === 1);
+      /* each segment of a name (text between line-break opportunities) sits on one line */
+      var split = [];
+      document.querySelectorAll("#layer-table td.name .nm").forEach(function (nm) {
+        Array.prototype.forEach.call(nm.childNodes, function (t) {
+          if (t.nodeType !== 3 || !t.textContent.trim()) return;
+          var r = document.createRange();
+          r.selectNodeContents(t);
+          var lines = {};
+          Array.prototype.forEach.call(r.getClientRects(), function (b) { if (b.width > 0) lines[Math.round(b.top)] = 1; });
+          if (Object.keys(lines).length > 1 && nm.parentNode.clientWidth >= t.textContent.length * 8) split.push(t.textContent);
+        });
+      });
+      check("names wrap only at separators", split.length === 0, split.slice(0, 3).join(", "));
+      check("no sideways scrolling of the page", document.documentElement.scrollWidth <= window.innerWidth + 1,
+        document.documentElement.scrollWidth + " px content in a " + window.innerWidth + " px window");
+      var xl = Array.prototype.map.call(document.querySelectorAll("#chart .xlabel"), function (t) { return t.firstChild.textContent; });
+      check("x axis labels name layers", xl.length > 0 && xl.every(function (t) { return !/^#\d+$/.test(t); }), xl.slice(0, 5).join(", "));
     } catch (e) {
       errors.push("selftest: " + (e && e.stack ? e.stack : e));
     }
@@ -567,13 +710,15 @@
   }
 
   /* ---------- start ---------- */
+  var bootHash = location.hash;
   buildTable();
   drawChart();
   drawGraph();
   document.querySelectorAll("[data-layer]").forEach(function (b) {
     b.addEventListener("click", function () { select(Number(b.getAttribute("data-layer")), "link"); });
   });
-  var first = data.first !== null ? L.map(function (l) { return l.name; }).indexOf(data.first) : -1;
+  var first = layerFromHash(bootHash);
+  if (first < 0 && data.first !== null) first = L.map(function (l) { return l.name; }).indexOf(data.first);
   if (first < 0) {
     var worst = -1, wv = 2;
     L.forEach(function (l, i) { var c = metric(l, "cosine"); if (c !== null && c < wv) { wv = c; worst = i; } });
@@ -582,8 +727,9 @@
   if (first >= 0) select(first, "start");
   var resizeTimer = null;
   window.addEventListener("resize", function () { clearTimeout(resizeTimer); resizeTimer = setTimeout(drawChart, 120); });
-  if (/selftest/.test(location.hash)) {
+  if ("selftest" in hashParams(bootHash)) {
     selftest();
-    if (first >= 0) select(first, "start");
+    if (first >= 0) select(first, "reset");
+    document.getElementById("selftest-result").setAttribute("data-hash", location.hash);
   }
 })();
