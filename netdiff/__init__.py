@@ -20,7 +20,7 @@ def compare(reference: Any, target: Any, inputs: InputsLike = None, *,
             reference_options: Mapping[str, Any] | None = None, target_options: Mapping[str, Any] | None = None,
             mapping: Mapping[str, str] | str | Path | None = None, thresholds: Thresholds | None = None,
             seed: int = 0, diagnose: bool = True, isolated: str = "origins", workers: int = 2,
-            precision: Any = None, progress: Progress | None = None) -> Report:
+            precision: Any = None, progress: Progress | None = None, score_threshold: float = 0.5) -> Report:
     """Compare every tensor of ``target`` with ``reference`` and return a :class:`~netdiff.types.Report`.
 
     Args:
@@ -42,6 +42,7 @@ def compare(reference: Any, target: Any, inputs: InputsLike = None, *,
         precision: The target's precision ("int8", "fp16", "nnie8", ... or a ``netdiff.noise.Precision``),
             for the expected noise per layer (see :func:`netdiff.pipeline.compare`).
         progress: Receives progress (silent by default).
+        score_threshold: Detector heads keep boxes scoring at least this ("no boxes", lost/extra boxes).
 
     The same function as :func:`netdiff.pipeline.compare`, imported on first call so that
     ``import netdiff`` stays light.
@@ -51,7 +52,7 @@ def compare(reference: Any, target: Any, inputs: InputsLike = None, *,
     return _compare(reference, target, inputs, reference_format=reference_format, target_format=target_format,
                     reference_options=reference_options, target_options=target_options, mapping=mapping,
                     thresholds=thresholds, seed=seed, diagnose=diagnose, isolated=isolated, workers=workers,
-                    precision=precision, progress=progress)
+                    precision=precision, progress=progress, score_threshold=score_threshold)
 
 
 __all__ = ["compare", "__version__"]

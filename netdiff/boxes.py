@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BoxAgreement", "iou_matrix", "match_boxes"]
+__all__ = ["BoxAgreement", "iou_matrix", "match_boxes", "match_indexed"]
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -191,6 +191,56 @@ def match_boxes(reference_boxes: np.ndarray, reference_scores: np.ndarray, targe
                         target_kept=len(t_idx), matched=len(pairs), score_deltas=tuple(deltas),
                         ious=tuple(ious), offsets=tuple(offsets), relative_offsets=tuple(relative),
                         pairs=tuple(pairs))
+
+
+def match_indexed(reference_keys: np.ndarray, reference_scores: np.ndarray, target_keys: np.ndarray,
+                  target_scores: np.ndarray, reference_boxes: np.ndarray | None = None,
+                  target_boxes: np.ndarray | None = None, *, score_threshold: float = 0.5,
+                  iou_threshold: float = 0.5, corners: bool = True) -> BoxAgreement:
+    """Match candidates that are the same slot on both sides (anchor × class of one head), not by IoU.
+
+    A pair is a key both sides keep at ``score_threshold``. With boxes, offsets are measured per pair
+    (and IoU when ``corners``: raw box regressions have offsets only).
+
+    Args:
+        reference_keys: (N,) distinct integer ids of the reference candidates.
+        reference_scores: (N,) their scores.
+        target_keys: (M,) ids of the target candidates (same id space).
+        target_scores: (M,) their scores.
+        reference_boxes: Optional (N, 4) boxes or regressions.
+        target_boxes: Optional (M, 4), required with ``reference_boxes``.
+        score_threshold: A candidate is kept when its score is ≥ this.
+        iou_threshold: Recorded in the result (pairs are matched by key).
+        corners: The boxes are corners ``[x1, y1, x2, y2]`` (IoU and relative offsets are measured).
+    """
+    rk, tk = np.asarray(reference_keys).reshape(-1), np.asarray(target_keys).reshape(-1)
+    rs = np.asarray(reference_scores, dtype=np.float64).reshape(-1)
+    ts = np.asarray(target_scores, dtype=np.float64).reshape(-1)
+    if len(rk) != len(rs) or len(tk) != len(ts):
+        raise ValueError("keys and scores must have one entry per candidate")
+    with np.errstate(invalid="ignore"):
+        r_keep = np.flatnonzero(rs >= score_threshold)
+        t_keep = np.flatnonzero(ts >= score_threshold)
+    t_pos = {int(k): int(i) for k, i in zip(tk[t_keep], t_keep)}
+    order = r_keep[np.argsort(-rs[r_keep], kind="stable")]
+    pairs = [(int(i), t_pos[int(rk[i])]) for i in order if int(rk[i]) in t_pos]
+    deltas = tuple(float(ts[j] - rs[i]) for i, j in pairs)
+    ious: tuple[float, ...] = ()
+    offsets: tuple[float, ...] = ()
+    relative: tuple[float, ...] = ()
+    if reference_boxes is not None and target_boxes is not None and pairs:
+        rb = np.asarray(reference_boxes, dtype=np.float64).reshape(-1, 4)
+        tb = np.asarray(target_boxes, dtype=np.float64).reshape(-1, 4)
+        ri, ti = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+        offsets = tuple(float(v) for v in np.max(np.abs(tb[ti] - rb[ri]), axis=1))
+        if corners:
+            ious = tuple(float(iou_matrix(rb[i:i + 1], tb[j:j + 1])[0, 0]) for i, j in pairs)
+            side = np.maximum(rb[ri, 2] - rb[ri, 0], rb[ri, 3] - rb[ri, 1])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                relative = tuple(float(o / s) if s > 0 else float("inf") for o, s in zip(offsets, side))
+    return BoxAgreement(float(score_threshold), float(iou_threshold), reference_kept=len(r_keep),
+                        target_kept=len(t_keep), matched=len(pairs), score_deltas=deltas, ious=ious,
+                        offsets=offsets, relative_offsets=relative, pairs=tuple(pairs))
 
 
 def _boxes_scores(boxes: np.ndarray, scores: np.ndarray, side: str) -> tuple[np.ndarray, np.ndarray]:

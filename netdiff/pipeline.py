@@ -67,7 +67,8 @@ def compare(reference: Any, target: Any, inputs: InputsLike = None, *,
             reference_options: Mapping[str, Any] | None = None, target_options: Mapping[str, Any] | None = None,
             mapping: Mapping[str, str] | str | Path | None = None, thresholds: Thresholds | None = None,
             seed: int = 0, diagnose: bool = True, isolated: str = "origins", workers: int = 2,
-            precision: Precision | str | None = None, progress: Progress | None = None) -> Report:
+            precision: Precision | str | None = None, progress: Progress | None = None,
+            score_threshold: float = 0.5) -> Report:
     """Compare every tensor of ``target`` with ``reference``.
 
     Args:
@@ -88,6 +89,7 @@ def compare(reference: Any, target: Any, inputs: InputsLike = None, *,
             by default learnt from a quantized or fp16 target model, else unknown. When known, layers
             within its expected noise are ``noisy``, not diverged (:mod:`netdiff.noise`).
         progress: Receives progress (silent by default).
+        score_threshold: Detector heads keep boxes scoring at least this (netdiff.detection).
 
     Returns:
         The :class:`Report`.
@@ -105,7 +107,7 @@ def compare(reference: Any, target: Any, inputs: InputsLike = None, *,
     report = Report(reference=ref_side.description, target=tgt_side.description, thresholds=thresholds,
                     layers=layers, inputs=ref_side.description.get("inputs") or tgt_side.description.get("inputs") or {})
     finish_report(report, ref_side, tgt_side, alignment, diagnose=diagnose, isolated=isolated,
-                  precision=precision)
+                  precision=precision, score_threshold=score_threshold)
     return report
 
 
@@ -127,8 +129,9 @@ def target_precision(precision: Precision | str | None, ref_side: Side, tgt_side
 
 def finish_report(report: Report, ref_side: Side, tgt_side: Side, alignment: Alignment, *,
                   diagnose: bool = True, isolated: str = "origins",
-                  precision: Precision | str | None = None) -> Report:
-    """Fill origins, first divergence, meta, isolated metrics and (optionally) findings of a measured report.
+                  precision: Precision | str | None = None, score_threshold: float = 0.5) -> Report:
+    """Fill origins, first divergence, meta, detections, isolated metrics and (optionally) findings of a
+    measured report.
 
     With ``diagnose``, target tensors holding a fused activation are re-aligned first, so the
     origins and first divergence are computed on the corrected pairs. With a known ``precision``
@@ -139,6 +142,9 @@ def finish_report(report: Report, ref_side: Side, tgt_side: Side, alignment: Ali
         from netdiff.diagnosis.fused import realign_fused_activations
 
         realign_fused_activations(report.layers, ref_side.dump, tgt_side.dump, report.thresholds)
+    from netdiff.detection import compare_detections
+
+    compare_detections(report, ref_side.dump, tgt_side.dump, score_threshold=score_threshold)
     model = ref_side.model.onnx_model() if ref_side.model is not None else None
     known = target_precision(precision, ref_side, tgt_side)
     if known is not None:

@@ -72,3 +72,15 @@ def test_combine_sums_counts():
     assert len(total.score_deltas) == 3
     with pytest.raises(ValueError):
         BoxAgreement.combine([one, match_boxes(BOXES, [0.9] * 3, BOXES, [0.9] * 3, score_threshold=0.3)])
+
+
+def test_match_indexed_pairs_same_slots():
+    from netdiff.boxes import match_indexed
+
+    ref_boxes = BOXES
+    tgt_boxes = BOXES + 2.0
+    a = match_indexed([0, 1, 2], [0.9, 0.8, 0.2], [0, 1, 2], [0.6, 0.1, 0.7], ref_boxes, tgt_boxes)
+    assert (a.reference_kept, a.target_kept, a.matched, a.lost, a.extra) == (2, 2, 1, 1, 1)
+    assert a.pairs == ((0, 0),) and a.max_offset == 2.0 and a.min_iou == pytest.approx(64 / 136)
+    raw = match_indexed([5], [0.9], [5], [0.9], [[0.1, -0.2, 0.3, 0.0]], [[0.1, -0.1, 0.3, 0.0]], corners=False)
+    assert raw.matched == 1 and raw.ious == () and raw.max_offset == pytest.approx(0.1)

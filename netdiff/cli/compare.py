@@ -35,6 +35,7 @@ def compare_command(
     target_option: Annotated[list[str] | None, typer.Option("--target-option", "-O", help="Reader option KEY=VALUE for the target (repeatable).")] = None,
     weights: WeightsOpt = None,
     isolated: Annotated[str, typer.Option("--isolated", help="Re-run single reference nodes on the target's inputs (isolated error): origins, all or none.")] = "origins",
+    score_threshold: Annotated[float, typer.Option("--score-threshold", help="Detector heads keep boxes scoring at least this (detection summary, \"no boxes\").")] = 0.5,
     no_diagnose: Annotated[bool, typer.Option("--no-diagnose", help="Skip cause diagnosis.")] = False,
     seed: SeedOpt = 0,
 ) -> None:
@@ -60,7 +61,8 @@ def compare_command(
     common = dict(reference_format=reference_format, target_format=target_format,
                   reference_options=model_options(weights), target_options=target_options, mapping=mapping,
                   thresholds=Thresholds(cosine_threshold, rel_l2_threshold, noise_factor), seed=seed, precision=known,
-                  diagnose=not no_diagnose, isolated=isolated, progress=terminal_progress())
+                  diagnose=not no_diagnose, isolated=isolated, progress=terminal_progress(),
+                  score_threshold=score_threshold)
     samples = sample_args(input or [])
     if samples is not None:
         report = compare_samples(reference, target, samples, **common)

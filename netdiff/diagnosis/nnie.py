@@ -1,4 +1,4 @@
-"""NNIE-specific causes: stride padding left in, log-quantization flush, and "no boxes" detector heads.
+"""NNIE-specific causes: stride padding left in and log-quantization flush ("no boxes": diagnosis.detection).
 
 The checks themselves live in :mod:`netdiff.nnie.diagnose`; this module decides which layers
 they look at.
@@ -54,21 +54,3 @@ def quantization_range(context: Context) -> Iterator[Finding]:
                 context.claim(layer.name)
                 yield finding
                 break
-
-
-@register_rule("detection-scores")
-def detection_scores(context: Context) -> Iterator[Finding]:
-    """A score output (Sigmoid/Softmax) where the reference has confident scores and the target none."""
-    from netdiff.nnie.diagnose import check_detection_scores
-
-    for layer in context.report.layers:
-        if layer.name not in context.reference.graph_outputs or layer.op_type not in ("Sigmoid", "Softmax"):
-            continue
-        if layer.status != "diverged" or layer.name in context.explained:
-            continue
-        pair = context.cached_pair(layer)
-        if pair is None:
-            continue
-        finding = check_detection_scores(pair[0], pair[1], layer.name)
-        if finding is not None:
-            yield finding

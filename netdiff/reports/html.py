@@ -44,6 +44,7 @@ def render_html(report: Report) -> str:
         "<div id=\"errors\" hidden></div>\n",
         _header(report, payload, index),
         _findings(report.findings, index),
+        _detections(report, index),
         _SKELETON,
         f"<footer>{escape(payload['tool'])} · self-contained report, no network access</footer>\n</main>\n",
         "<pre id=\"selftest-result\" hidden></pre>\n",
@@ -160,6 +161,26 @@ def _findings(findings: list[Finding], index: dict[str, int]) -> str:
             + (f"<div class=\"fix\">{escape(f.suggestion)}</div>" if f.suggestion else "")
             + f"<div class=\"ev\">{escape(f.kind)}{' · ' + escape(evidence) if evidence else ''}</div></div></div>")
     return f"<section class=\"card\" id=\"findings\"><h2>Findings</h2>{''.join(items)}</section>\n"
+
+
+def _detections(report: Report, index: dict[str, int]) -> str:
+    """The detection summary (report.meta["detection"]): one row per detector head."""
+    from netdiff.detection import summary_line
+
+    entries = [e for e in report.meta.get("detection") or [] if isinstance(e, dict)]
+    if not entries:
+        return ""
+    rows = []
+    for e in entries:
+        cells = [str(e.get(k, "")) if e.get("compared") else "—" for k in ("reference_kept", "target_kept", "matched",
+                                                                           "lost", "extra")]
+        name = str(e.get("scores", ""))
+        rows.append(f"<tr><td class=\"name\">{_layer_button(name, index)}</td>"
+                    + "".join(f"<td class=\"num\">{escape(c)}</td>" for c in cells)
+                    + f"<td>{escape(summary_line(e))}</td></tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("Head", "Reference", "Target", "Matched", "Lost", "Extra", "Summary"))
+    return (f"<section class=\"card\" id=\"detections\"><h2>Detections</h2><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table></section>\n")
 
 
 def _short(value: Any) -> str:

@@ -170,6 +170,23 @@ class SummaryPanel:
         yield Panel(text, title="summary", title_align="left", border_style="red" if r.failed else "green")
 
 
+class DetectionPanel:
+    """One line per detector head: boxes kept by each side, matched, lost and extra (netdiff.detection)."""
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from netdiff.detection import summary_line
+
+        entries = [e for e in self.report.meta.get("detection") or [] if isinstance(e, dict)]
+        if not entries:
+            return
+        text = Text("\n".join(summary_line(e) for e in entries))
+        bad = any(e.get("compared") and (e.get("lost") or e.get("extra")) for e in entries)
+        yield Panel(text, title="detections", title_align="left", border_style="red" if bad else "green")
+
+
 class ReportView:
     """The whole terminal report."""
 
@@ -188,6 +205,7 @@ class ReportView:
         indices = None if self.show_all else select_layers(r)
         yield Group(LayerTable(r, indices))
         yield FindingsPanel(r)
+        yield DetectionPanel(r)
         yield SummaryPanel(r)
 
 
