@@ -95,6 +95,7 @@ def _layer(i: int, layer: LayerResult, index: dict[str, int], origin: bool) -> d
         "op": _str(layer.op_type),
         "origin": True if origin else None,
         "gain": _num(layer.error_gain),
+        "exp": _num(getattr(layer, "expected_rel_l2", None)),
         "shape": _ints(layer.shape),
         "tshape": _ints(layer.target_shape),
         "method": _str(match.method) if match is not None else None,

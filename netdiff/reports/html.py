@@ -205,7 +205,7 @@ _SKELETON = """\
 <aside class="card" id="detail"><p class="empty">Select a layer.</p></aside>
 </div>
 <section class="card" id="graph-section" hidden><div class="chart-head"><h2>Graph</h2>
-<div class="legend"><span><i style="background:#4ac26b"></i>cosine ok</span><span><i style="background:#fa8080"></i>diverged (darker = lower cosine)</span>
+<div class="legend"><span><i style="background:#4ac26b"></i>cosine ok</span><span id="legend-noisy" hidden><i style="background:#54aeff"></i>noisy (within the precision's expected noise)</span><span><i style="background:#fa8080"></i>diverged (darker = lower cosine)</span>
 <span><i style="background:#d0d7de"></i>not compared</span><span><i style="background:var(--bad);height:10px"></i>origin (thick outline)</span></div></div>
 <div class="graph-wrap" id="graph"></div></section>
 """

@@ -160,3 +160,14 @@ def test_write_html_is_atomic_and_reports_bad_directories(demo_report, tmp_path)
 def test_report_from_json_roundtrip_keeps_node_names(demo_report):
     again = report_from_json(demo_report.to_dict())
     assert [x.extra.get("node") for x in again.layers] == [x.extra.get("node") for x in demo_report.layers]
+
+
+def test_noisy_layers_carry_their_expected_noise(make_report):
+    report = make_report(6)
+    report.layers[2].status = "noisy"
+    report.layers[2].expected_rel_l2 = 0.0123
+    data = page_data(report)
+    assert data["layers"][2]["status"] == "noisy" and data["layers"][2]["exp"] == 0.0123
+    assert "exp" not in data["layers"][1]
+    assert data["counts"]["noisy"] == 1
+    assert 'id="legend-noisy"' in render_html(report)

@@ -181,7 +181,7 @@
       var cy = c === null ? mt + ph : Y(c);
       if (sq[k] !== null) g.appendChild(sv("circle", { cx: X(k), cy: YS(sq[k]), r: 2.2, fill: "#8a63d2", "fill-opacity": 0.8 }));
       g.appendChild(sv("circle", { "class": "hit", cx: X(k), cy: cy, r: 9, fill: "transparent" }));
-      var fill = c === null ? "#d0d7de" : (layer.status === "diverged" ? "#cf222e" : "#1a7f37");
+      var fill = c === null ? "#d0d7de" : (layer.status === "diverged" ? "#cf222e" : (layer.status === "noisy" ? "#1b7c9c" : "#1a7f37"));
       g.appendChild(sv("circle", { "class": "dot", cx: X(k), cy: cy, r: layer.origin ? r + 2 : r, fill: fill, stroke: layer.origin ? "#82071e" : "#fff", "stroke-width": layer.origin ? 2 : 1 }));
       tip(g, "#" + i + " " + layer.name + (layer.op ? " (" + layer.op + ")" : "") + "\ncosine " + fmt(c, "cos") + "\nSQNR " + fmt(metric(layer, "sqnr_db"), "db") + " dB\nstatus " + statusLabel(layer.status));
       g.addEventListener("click", function () { select(i, "chart"); });
@@ -439,7 +439,8 @@
     if (layer.m) {
       var mg = el("div", "metrics");
       metricBox(mg, "cosine", layer.m.cosine, "cos", failsCos(layer.m.cosine));
-      metricBox(mg, "rel_l2", layer.m.rel_l2, "", isNum(layer.m.rel_l2) && layer.m.rel_l2 > TH.rel_l2);
+      metricBox(mg, "rel_l2", layer.m.rel_l2, "", layer.status === "diverged" && isNum(layer.m.rel_l2) && layer.m.rel_l2 > TH.rel_l2);
+      if (isNum(layer.exp)) metricBox(mg, "expected rel_l2", layer.exp);
       metricBox(mg, "SQNR dB", layer.m.sqnr_db, "db");
       metricBox(mg, "max_abs", layer.m.max_abs);
       metricBox(mg, "mean_abs", layer.m.mean_abs);
@@ -509,6 +510,7 @@
   function nodeFill(layer) {
     var c = metric(layer, "cosine");
     if (c === null) return "#eaeef2";
+    if (layer.status === "noisy") return "#ddf4ff";
     if (c >= TH.cosine && layer.status !== "diverged") return "#dafbe1";
     var t = Math.min(1, Math.max(0, (TH.cosine - c) / Math.max(1e-6, TH.cosine - graphMin)));
     var a = [255, 235, 233], b = [255, 190, 187], e = [250, 128, 128];
@@ -526,6 +528,7 @@
     var g = data.graph;
     if (!g || !g.nodes.length) return;
     document.getElementById("graph-section").hidden = false;
+    if (data.counts && data.counts.noisy) document.getElementById("legend-noisy").hidden = false;
     var host = document.getElementById("graph");
     L.forEach(function (l) { var c = metric(l, "cosine"); if (c !== null && c < graphMin) graphMin = c; });
     var s = sv("svg", { width: g.w, height: g.h, viewBox: "0 0 " + g.w + " " + g.h, role: "img", "aria-label": "model graph coloured by cosine" });
@@ -553,7 +556,7 @@
       var node = sv("g", { "class": "node", "data-index": li, transform: "translate(" + x + " " + y + ")" });
       var compared = metric(layer, "cosine") !== null;
       node.appendChild(sv("rect", { "class": "box", width: g.nw, height: g.nh, rx: 6, fill: nodeFill(layer),
-        stroke: layer.origin ? "#cf222e" : (compared ? (layer.status === "diverged" ? "#ff8182" : "#4ac26b") : "#afb8c1"),
+        stroke: layer.origin ? "#cf222e" : (compared ? (layer.status === "diverged" ? "#ff8182" : (layer.status === "noisy" ? "#54aeff" : "#4ac26b")) : "#afb8c1"),
         "stroke-width": layer.origin ? 3 : 1, "stroke-dasharray": compared ? "none" : "4 3" }));
       node.appendChild(sv("text", { x: 8, y: 14, "font-size": 11, "font-weight": 600, fill: "#1f2328" }, midTrim(opLabel(layer.op), 12)));
       node.appendChild(sv("text", { x: g.nw - 6, y: 14, "font-size": 10, fill: "#59636e", "text-anchor": "end" }, "#" + li));
@@ -569,7 +572,7 @@
     for (var i in views.nodes) {
       var box = views.nodes[i].querySelector(".box"), on = Number(i) === state.sel, layer = L[i];
       box.setAttribute("stroke-width", on ? 3 : (layer.origin ? 3 : 1));
-      box.setAttribute("stroke", on ? "#0969da" : (layer.origin ? "#cf222e" : (metric(layer, "cosine") !== null ? (layer.status === "diverged" ? "#ff8182" : "#4ac26b") : "#afb8c1")));
+      box.setAttribute("stroke", on ? "#0969da" : (layer.origin ? "#cf222e" : (metric(layer, "cosine") !== null ? (layer.status === "diverged" ? "#ff8182" : (layer.status === "noisy" ? "#54aeff" : "#4ac26b")) : "#afb8c1")));
     }
     var node = views.nodes[state.sel], host = document.getElementById("graph");
     if (scroll && node && data.graph) {
