@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -54,6 +54,7 @@ class InputExplanation:
         baseline_r2: R² of the target against the reference as is (no fit, ``t = r``).
         channel_axis: Channel axis used (None: the tensor was fitted as one channel).
         ref_std: Per-channel std of the reference input.
+        plain_r2: R² of each channel permutation alone (``t_c = r_π(c)``, no affine fit).
     """
 
     fits: list[AffineFit]
@@ -64,6 +65,7 @@ class InputExplanation:
     baseline_r2: float
     channel_axis: int | None
     ref_std: tuple[float, ...]
+    plain_r2: dict[tuple[int, ...], float] = field(default_factory=dict)
 
     @property
     def best(self) -> AffineFit:
@@ -117,7 +119,10 @@ def explain_input(reference: np.ndarray, observed: np.ndarray, apply: Callable[[
             basis[(c, j)] = take(np.asarray(apply(_put(r.shape, channel_axis, c, source[j])), dtype=np.float64).ravel() - y0)
     total = float(np.sum((z - z.mean()) ** 2)) or 1e-300
     fits = []
+    plain_r2 = {}
     for perm in itertools.permutations(range(channels)):
+        alone = z - sum(basis[(c, perm[c])] for c in range(channels))
+        plain_r2[tuple(perm)] = 1.0 - float(alone @ alone) / total
         cols = np.stack([basis[(c, perm[c])] for c in range(channels)] + [basis[(c, "1")] for c in range(channels)], 1)
         coef, *_ = np.linalg.lstsq(cols, z, rcond=None)
         resid = z - cols @ coef
@@ -131,7 +136,8 @@ def explain_input(reference: np.ndarray, observed: np.ndarray, apply: Callable[[
     baseline = correlation(np.asarray(apply(r)).ravel(), y)
     layout_perm, layout_corr = _scramble(r, y, apply, raw_target)
     std = tuple(float(np.std(s)) for s in source)
-    return InputExplanation(fits, identity, layout_perm, layout_corr, baseline, baseline_r2, channel_axis, std)
+    return InputExplanation(fits, identity, layout_perm, layout_corr, baseline, baseline_r2, channel_axis, std,
+                            plain_r2)
 
 
 def _scramble(r: np.ndarray, y: np.ndarray, apply: Callable[[np.ndarray], np.ndarray],

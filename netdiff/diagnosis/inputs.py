@@ -18,6 +18,9 @@ from netdiff.diagnosis.base import Context, register_rule
 from netdiff.types import Finding, LayerResult
 
 _LETTERS = {3: "CHW", 4: "NCHW", 5: "NCDHW"}
+#: A channel permutation alone whose R² reaches this reproduces the target: no normalization is
+#: reported on top of it (the simplest explanation wins; another only if it explains what remains).
+SIMPLE_REPRODUCES = 0.999
 
 
 @register_rule("input")
@@ -105,16 +108,27 @@ def _findings(context: Context, name: str, ex: InputExplanation, shape: tuple[in
     strong = best.r2 > 0.99 and (1.0 - ident.r2) > 5.0 * max(1.0 - best.r2, 1e-9) and ident.r2 < 0.99
     if best.perm != tuple(range(len(best.perm))) and strong:
         words = _perm_words(best.perm)
+        order_evidence = {**evidence_base, "channel_permutation": list(best.perm)}
+        alone = ex.plain_r2.get(best.perm)
+        if alone is not None:
+            order_evidence["r2_permutation_alone"] = round(alone, 6)
+        simplest = alone is not None and alone >= SIMPLE_REPRODUCES and not is_identity(best, ex.ref_std)
+        if simplest:  # the swap alone reproduces the target: an affine fit on top explains nothing that remains
+            order_evidence["normalization_not_reported"] = (
+                f"the permutation alone reproduces the target (R² {alone:.6f}); a per-channel affine fit on top "
+                f"(a {fmt_list(best.a)}, b {fmt_list(best.b)}) only reaches R² {best.r2:.6f}")
         yield Finding(
             "input_channel_order", name, "error",
             f"The target's input is the reference input with {words}{seen}.",
-            {**evidence_base, "channel_permutation": list(best.perm)},
+            order_evidence,
             pick(context,
                  nnie="set [RGB_order] in the mapper cfg to the other order (RGB <-> BGR), or feed the board "
                       "planar data in the order [RGB_order] names",
                  ascend="flip rbuv_swap_switch in the AIPP config (true <-> false), or swap R and B before feeding",
                  generic="swap the input channels in the target's preprocessing (e.g. cv2.cvtColor(img, "
                          "cv2.COLOR_BGR2RGB) or x[:, ::-1] on NCHW)"))
+        if simplest:
+            return
         fit = best
     elif ident.r2 > 0.995 and (1.0 - ident.r2) < 0.2 * max(1.0 - ex.baseline_r2, 1e-12):
         fit = ident

@@ -31,6 +31,7 @@ def propagation(context: Context) -> Iterator[Finding]:
     by_name = {x.name: x for x in context.report.layers}
     th = context.report.thresholds
     accumulated: list[LayerResult] = []
+    within_noise: dict[str, dict] = {}
     introduced = 0
     for name in context.report.origins:
         layer = by_name.get(name)
@@ -52,7 +53,7 @@ def propagation(context: Context) -> Iterator[Finding]:
             iso_ok = iso_cos >= th.cosine and (iso_rel is None or iso_rel <= th.rel_l2)
             noise = None if iso_ok else isolated_noise(context, layer, iso_cos, iso_rel)
             if noise is not None:
-                evidence["isolated_within_noise"] = noise
+                within_noise[name] = {"isolated_cosine": float(f"{iso_cos:.9g}"), **noise}
                 iso_ok = True
             if not iso_ok:
                 yield _introduced(context, layer, evidence, isolated=True)
@@ -68,7 +69,7 @@ def propagation(context: Context) -> Iterator[Finding]:
             yield _introduced(context, layer, evidence, isolated=False)
             introduced += 1
     if accumulated and not introduced:
-        yield _accumulated(context, accumulated)
+        yield _accumulated(context, accumulated, within_noise)
 
 
 def _unchanged(context: Context, layer: LayerResult) -> bool:
@@ -126,18 +127,24 @@ def _describe_error(evidence: dict) -> str:
     return f"rel_l2 {evidence['rel_l2']}" if evidence.get("rel_l2") is not None else "no finite cosine"
 
 
-def _accumulated(context: Context, layers: list[LayerResult]) -> Finding:
+def _accumulated(context: Context, layers: list[LayerResult], within_noise: dict[str, dict]) -> Finding:
     first = layers[0]
     for layer in layers:
         context.claim(layer.name)
     compared = [x for x in context.report.layers if x.metrics is not None and not math.isnan(x.metrics.rel_l2)]
     trail = [[x.name, _r(x.metrics.rel_l2)] for x in compared if (x.order or 0) <= (first.order or 0)][-8:]
+    evidence = {"origins": [x.name for x in layers], "rel_l2_trail": trail, "error_gain": _r(first.error_gain),
+                "isolated_cosine": _r((first.extra.get("isolated") or {}).get("cosine"))}
+    noise = ""
+    if within_noise:
+        evidence["isolated_within_noise"] = within_noise
+        noise = (f" ({', '.join(within_noise)}: the isolated error is beyond the thresholds but within the "
+                 "precision's noise, so not an error of the layer itself)")
     return Finding(
         "accumulated_error", first.name, "info",
-        f"No single layer is broken: each layer is right on the target's own inputs, and small errors add up "
+        f"No single layer is broken: each layer is right on the target's own inputs{noise}, and small errors add up "
         f"until {first.name} crosses the threshold.",
-        {"origins": [x.name for x in layers], "rel_l2_trail": trail, "error_gain": _r(first.error_gain),
-         "isolated_cosine": _r((first.extra.get("isolated") or {}).get("cosine"))},
+        evidence,
         pick(context,
              nnie="raise precision for the whole net ([compile_mode] 1) or for its most sensitive layers "
                   "([compile_mode] 2, names ending in _hp); calibrate with more representative images",

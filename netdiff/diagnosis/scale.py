@@ -13,6 +13,8 @@ from netdiff.types import Finding
 
 #: The fit must explain the target this well (‖t − k·r‖ / ‖t‖).
 MAX_RESIDUAL = 0.02
+#: A ratio fitted on fewer values proves nothing (a scalar constant, an epsilon, a tiny weight).
+MIN_ELEMENTS = 8
 
 
 def scale_fit(reference: np.ndarray, target: np.ndarray) -> tuple[float, float] | None:
@@ -33,6 +35,8 @@ def output_scale(context: Context) -> Iterator[Finding]:
     """Origins and graph outputs whose target is a constant multiple (≠ 1) of the reference."""
     seen: list[float] = []
     for layer, *pair in candidate_pairs(context):
+        if _distinct_pairs(*pair) < MIN_ELEMENTS:
+            continue  # one value (or a handful) fits any factor
         fit = scale_fit(*pair)
         if fit is None:
             continue
@@ -46,6 +50,12 @@ def output_scale(context: Context) -> Iterator[Finding]:
         yield _finding(context, layer.name, k, residual, pair)
 
 
+def _distinct_pairs(reference: np.ndarray, target: np.ndarray) -> int:
+    """How many finite, nonzero reference values the fit rests on."""
+    r = reference.ravel()
+    return int(np.count_nonzero(np.isfinite(r) & np.isfinite(target.ravel()) & (r != 0)))
+
+
 def _finding(context: Context, name: str, k: float, residual: float, pair: tuple[np.ndarray, np.ndarray]) -> Finding:
     if toolchain(context) == "nnie":
         from netdiff.nnie.diagnose import check_output_scale
@@ -54,7 +64,8 @@ def _finding(context: Context, name: str, k: float, residual: float, pair: tuple
         if nnie is not None:
             return nnie
     label = name_constant(k)
-    evidence = {"factor": float(f"{k:.6g}"), "factor_named": label, "fit_residual": residual}
+    evidence = {"factor": float(f"{k:.6g}"), "factor_named": label, "fit_residual": residual,
+                "elements": _distinct_pairs(*pair)}
     if label and label.startswith("4096"):
         why = "a Q20.12 fixed-point result (NNIE) was not divided by 4096"
         fix = "divide the s32 output by 4096 (read it with the nnie-blob reader, q12=true)"
@@ -73,5 +84,6 @@ def _finding(context: Context, name: str, k: float, residual: float, pair: tuple
         why = "a scale (de-normalization, output scaling) is missing or applied twice"
         fix = f"multiply the target's {name} by {1.0 / k:.6g}, or apply the missing output scaling in the target"
     return Finding("output_scale", name, "error",
-                   f"{name} is {label or f'{k:.6g}'} × the reference: {why}.", evidence,
+                   f"{name} is {label or f'{k:.6g}'} × the reference ({evidence['elements']} values fitted): {why}.",
+                   evidence,
                    pick(context, generic=fix))

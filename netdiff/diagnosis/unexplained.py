@@ -22,6 +22,7 @@ MAX_ORIGINS = 5
 def accounted(context: Context) -> bool:
     """True when a finding so far names a cause for a diverged layer (or the error accumulated)."""
     bad = {x.name for x in context.report.layers if x.status == "diverged"}
+    bad |= set(context.reference.graph_inputs) | context.explained  # an input seen through its consumer
     return any(f.kind in _ACCOUNTS or (f.severity != "info" and (f.layer in bad or f.layer is None))
                for f in context.findings)
 
