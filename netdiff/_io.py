@@ -22,6 +22,7 @@ from netdiff.errors import DumpFormatError, OutputError
 _HEADER_LOCK = threading.Lock()
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_STEM = 80
+_READ_STEP = 1 << 24
 #: Everything numpy's .npy header parsing and loading raise for a malformed file.
 NPY_ERRORS = (ValueError, OSError, EOFError, SyntaxError, TypeError, OverflowError, RecursionError,
               MemoryError, tokenize.TokenError)
@@ -137,10 +138,17 @@ def read_npy_stream(handle: IO[bytes], where: str, size: int | None = None) -> n
     elif dtype.hasobject:
         raise DumpFormatError(f"{where}: holds Python objects (pickled); only numeric arrays are read")
     count = math.prod(int(d) for d in shape)
-    data = handle.read(count * dtype.itemsize)
-    if len(data) < count * dtype.itemsize:
-        raise DumpFormatError(f"{where}: truncated .npy data ({len(data)} of {count * dtype.itemsize} bytes)")
-    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+    nbytes = count * dtype.itemsize
+    out = np.empty(count, dtype=dtype)
+    view = memoryview(out.view(np.uint8).reshape(-1)) if nbytes else memoryview(b"")
+    done = 0
+    while done < nbytes:  # in steps into the result: a stream's read(n) may hold two copies of n bytes
+        chunk = handle.read(min(_READ_STEP, nbytes - done))
+        if not chunk:
+            raise DumpFormatError(f"{where}: truncated .npy data ({done} of {nbytes} bytes)")
+        view[done:done + len(chunk)] = chunk
+        done += len(chunk)
+    return out.reshape(shape, order="F" if fortran else "C")
 
 
 def _reason(error: BaseException) -> str:
@@ -193,6 +201,20 @@ def _npy_layout(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
     return dims, dtype, bool(fortran), offset
 
 
+def check_numeric_dtype(where: str | os.PathLike[str], dtype: np.dtype) -> None:
+    """Refuse record, sub-array, string, date and complex dtypes: only bool, int, uint and float
+    arrays can be compared (a complex cast to float would silently drop the imaginary part).
+
+    Raises:
+        DumpFormatError: Any other dtype.
+    """
+    if dtype.names is not None or dtype.subdtype is not None:
+        raise DumpFormatError(f"{where}: structured (record) dtype {str(dtype)[:80]}; only plain numeric arrays "
+                              "(bool, int, uint, float) are read")
+    if dtype.kind not in "biuf":
+        raise DumpFormatError(f"{where}: dtype {dtype.str} is not numeric (bool, int, uint or float expected)")
+
+
 def check_npy_shape(where: str | os.PathLike[str], shape: tuple, dtype: np.dtype, offset: int,
                     size: int) -> tuple[tuple[int, ...], np.dtype]:
     """Validate a parsed .npy header against the bytes available (``size`` including the header).
@@ -202,6 +224,7 @@ def check_npy_shape(where: str | os.PathLike[str], shape: tuple, dtype: np.dtype
     """
     if dtype.hasobject:
         raise DumpFormatError(f"{where}: holds Python objects (pickled); only numeric arrays are read")
+    check_numeric_dtype(where, dtype)
     dims = tuple(int(d) for d in shape)
     if any(d < 0 for d in dims):
         raise DumpFormatError(f"{where}: .npy header has a negative dimension in shape {list(dims)}")

@@ -12,7 +12,6 @@ A calibration source is a directory (or one file):
 
 from __future__ import annotations
 
-import json
 import struct
 import zlib
 from collections.abc import Mapping, Sequence
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from netdiff._input_files import check_file_or_directory, parse_json, read_capped
 from netdiff.errors import InputError
 from netdiff.inputs import load_npz
 from netdiff.runners.base import InputSpec
@@ -90,16 +90,16 @@ def load_preprocess(path: str | Path) -> Preprocess:
     """Read a preprocessing spec from a JSON or TOML file (a ``[preprocess]`` table or the top level)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise InputError(f"{path}: cannot read the preprocessing config ({e.strerror})") from None
+        text = read_capped(path, "preprocessing config", 16 * 2**20).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: the preprocessing config is not UTF-8 text (byte {e.start})") from None
     try:
         if path.suffix.lower() == ".toml":
             import tomllib
 
             data = tomllib.loads(text)
         else:
-            data = json.loads(text)
+            data = parse_json(text, str(path), what="preprocessing config")
     except ImportError:
         raise InputError(f"{path}: TOML needs Python 3.11; write the config as JSON") from None
     except ValueError as e:
@@ -121,6 +121,7 @@ def load_calibration(source: str | Path, specs: Sequence[InputSpec], preprocess:
     source = Path(source)
     if not source.exists():
         raise InputError(f"calibration: {source} does not exist")
+    check_file_or_directory(source, "calibration source")
     by_name = {s.name: s for s in specs}
     samples: list[dict[str, np.ndarray]] = []
     if source.is_dir() and len(specs) > 1 and all((source / s.name).is_dir() for s in specs):
@@ -239,7 +240,7 @@ _CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 def read_png(path: str | Path) -> np.ndarray:
     """Decode a non-interlaced 8/16-bit PNG to uint8 HWC (palette expanded; 16-bit cut to 8)."""
     path = Path(path)
-    data = path.read_bytes()
+    data = read_capped(path, "PNG image", 2**30)
     if not data.startswith(_PNG_SIGNATURE):
         raise InputError(f"{path}: not a PNG file (bad signature)")
     pos, header, palette, idat = 8, None, None, []

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from netdiff._input_files import check_regular
 from netdiff._io import load_npy
 from netdiff.errors import DumpFormatError, InputError
 from netdiff.runners.base import InputSpec
@@ -51,16 +52,15 @@ def load_array(source: Any, what: str = "input") -> np.ndarray:
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
+            if path.exists():
+                check_regular(path, what)
             raise InputError(f"{what}: {path} does not exist")
         if path.suffix.lower() == ".npz":
-            try:
-                with np.load(path, allow_pickle=False) as archive:
-                    if len(archive.files) != 1:
-                        raise InputError(f"{path}: an .npz input must hold one array (found {len(archive.files)}); "
-                                         "use NAME=FILE.npy for each input")
-                    return archive[archive.files[0]]
-            except (ValueError, OSError) as e:
-                raise InputError(f"{path}: not a readable .npz ({e})") from e
+            arrays = load_npz(path)
+            if len(arrays) != 1:
+                raise InputError(f"{path}: an .npz input must hold one array (found {len(arrays)}); "
+                                 "use NAME=FILE.npy for each input")
+            return next(iter(arrays.values()))
         try:
             return np.asarray(load_npy(path, mmap=False))
         except DumpFormatError as e:
@@ -131,12 +131,10 @@ def fit_to_spec(array: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an .npz file by name (never unpickled)."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {k: archive[k] for k in archive.files}
-    except (ValueError, OSError) as e:
-        raise InputError(f"{path}: not a readable .npz ({e})") from e
+    """Every array of an .npz file by name (never unpickled; each member budgeted before inflating)."""
+    from netdiff._npz import load_all
+
+    return load_all(path, InputError)
 
 
 def _random_feeds(specs: Sequence[InputSpec], seed: int) -> tuple[dict[str, np.ndarray], dict[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,9 @@ def _inferred_types(model: Any) -> dict[str, tuple[str, str]]:
     return known
 
 
+_CHUNK = 1 << 22
+
+
 def _stats(tensor: Any) -> list[str]:
     try:
         a = np.asarray(tensor.load())
@@ -86,10 +90,17 @@ def _stats(tensor: Any) -> list[str]:
         return ["", "", "", "empty"]
     if a.dtype.kind not in "fiub":
         return ["", "", "", ""]
-    a = a.astype(np.float64, copy=False)
-    finite = np.isfinite(a)
-    bad = int(a.size - finite.sum())
-    vals = a[finite] if bad else a
-    if vals.size == 0:
+    lo, hi, total, finite_count = math.inf, -math.inf, 0.0, 0
+    flat = a.reshape(-1)
+    for start in range(0, flat.size, _CHUNK):  # in chunks: a float64 copy of a large tensor is never made
+        part = flat[start:start + _CHUNK].astype(np.float64)
+        finite = np.isfinite(part)
+        vals = part if finite.all() else part[finite]
+        if vals.size:
+            lo, hi = min(lo, float(vals.min())), max(hi, float(vals.max()))
+            total += float(vals.sum())
+            finite_count += vals.size
+    bad = a.size - finite_count
+    if finite_count == 0:
         return ["", "", "", f"{bad}"]
-    return [f"{vals.min():.4g}", f"{vals.max():.4g}", f"{vals.mean():.4g}", str(bad) if bad else ""]
+    return [f"{lo:.4g}", f"{hi:.4g}", f"{total / finite_count:.4g}", str(bad) if bad else ""]

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from netdiff.align import Alignment, align_dumps, load_mapping
-from netdiff.errors import NetdiffError
+from netdiff._input_files import check_file_or_directory
+from netdiff.errors import DumpFormatError, NetdiffError
 from netdiff.inputs import InputsLike, resolve_feeds
 from netdiff.detail import layer_detail
 from netdiff.metrics import compute_metrics
@@ -42,6 +43,7 @@ def open_source(source: Any, format: str | None = None, options: Mapping[str, An
     if isinstance(source, (Dump, Model)):
         return source
     path = Path(source)
+    check_file_or_directory(path, "input", DumpFormatError)
     options = dict(options or {})
     if format in runner_names() or (format is None and find_runner(path) is not None):
         return load_model(path, format=format, **options)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from netdiff._input_files import read_capped
 from netdiff.errors import InputError, NetdiffError, UnsupportedOpError
 from netdiff.types import Finding
 
@@ -152,7 +153,7 @@ def load_aipp_config(path: str | Path) -> AippConfig:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = read_capped(path, "AIPP config", error=AippConfigError).decode("utf-8", "replace")
     except OSError as e:
         raise AippConfigError(f"{path}: cannot read ({e.strerror})") from e
     if text.lstrip().startswith("{"):

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from netdiff._protowire import FIXED32, FIXED64, LEN, VARINT, WireError, iter_fields, packed_varints, read_field
+from netdiff._input_files import read_capped
 from netdiff.errors import ModelError
 
 #: V1 LayerType enum value -> V2 type string (BVLC upgrade_proto.cpp UpgradeV1LayerType).
@@ -243,7 +244,7 @@ def read_caffemodel(path: str | Path) -> BinaryNet:
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = read_capped(path, "caffemodel", 2**40, ModelError)
     except OSError as e:
         raise ModelError(f"{path}: cannot read caffemodel ({e.strerror or e})") from e
     return parse_caffemodel(data, str(path))

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from netdiff._input_files import read_capped
 from netdiff.errors import ModelError
 
 _TOKEN = re.compile(r"""
@@ -238,7 +239,7 @@ def read_prototxt(path: str | Path) -> Message:
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = read_capped(path, "prototxt", 256 * 2**20, ModelError)
     except OSError as e:
         raise ModelError(f"{path}: cannot read prototxt ({e.strerror or e})") from e
     try:

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from netdiff._input_files import read_capped
 from netdiff.errors import ModelError, NetdiffError
 from netdiff.lint.base import LintLayer, LintModel, Shape
 
@@ -73,7 +74,7 @@ def caffe_lint_model(path: str | Path) -> LintModel:
         layers.append(LintLayer(layer.name, layer.type, layer.type, tuple(layer.bottoms), tuple(layer.tops),
                                 caffe_params(layer), ins, outs, index))
     return LintModel(str(path), "caffe", layers, inputs=dict(net.inputs), outputs=_caffe_outputs(net),
-                     input_dtypes={n: "float32" for n in net.inputs}, text=Path(path).read_text(errors="replace"))
+                     input_dtypes={n: "float32" for n in net.inputs}, text=read_capped(path, "prototxt", 256 * 2**20, ModelError).decode("utf-8", "replace"))
 
 
 def _caffe_outputs(net: Any) -> list[str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from netdiff._protowire import FIXED32, FIXED64, LEN, VARINT, WireError, iter_fields, packed_varints
+from netdiff._input_files import read_capped
 from netdiff.errors import InputError
 
 _MAX_BYTES = 512 * 1024 * 1024
@@ -59,10 +60,7 @@ def read_blob_proto(path: str | Path) -> np.ndarray:
     """Read a ``.binaryproto`` file (see :func:`decode_blob_proto`)."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > _MAX_BYTES:
-            raise InputError(f"{path}: {size} bytes is too large for a mean file")
-        data = path.read_bytes()
+        data = read_capped(path, "mean file", _MAX_BYTES, InputError)
     except OSError as e:
         raise InputError(f"{path}: cannot read mean file ({e.strerror})") from e
     return decode_blob_proto(data, str(path))

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from netdiff._input_files import read_capped
 from netdiff.errors import InputError
 
 #: Default ``[data_scale]``: 1/256, not 1/255.
@@ -140,9 +141,7 @@ def read_cfg(path: str | Path) -> MapperConfig:
     """
     path = Path(path)
     try:
-        if path.stat().st_size > 4 * 1024 * 1024:
-            raise MapperConfigError(f"{path}: too large for a mapper cfg")
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = read_capped(path, "mapper cfg", 4 * 2**20, MapperConfigError).decode("utf-8", "replace")
     except OSError as e:
         raise MapperConfigError(f"{path}: cannot read mapper cfg ({e.strerror})") from e
     return parse_cfg(text, str(path), base_dir=path.parent)
@@ -313,9 +312,8 @@ def load_mean(path: str | Path, norm_type: int) -> tuple[tuple[float, ...], np.n
             raise MapperConfigError(f"{path}: mean image must be (C, H, W), got shape {list(image.shape)}")
         return tuple(float(v) for v in image.reshape(image.shape[0], -1).mean(axis=1)), image
     try:
-        if path.stat().st_size > 64 * 1024:
-            raise MapperConfigError(f"{path}: too large for a per-channel mean file (one float per line)")
-        lines = [ln.strip() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+        text = read_capped(path, "mean file", 64 * 1024, MapperConfigError)
+        lines = [ln.strip() for ln in text.decode("utf-8", "replace").splitlines()]
     except OSError as e:
         raise MapperConfigError(f"{path}: cannot read mean file ({e.strerror})") from e
     means = []

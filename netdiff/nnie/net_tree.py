@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from netdiff._input_files import parse_json, read_capped
 from netdiff.errors import DumpFormatError
 
 Key = tuple[int | None, int]
@@ -36,9 +37,7 @@ def read_net_tree(path: str | Path) -> dict[Key, dict[str, Any]]:
     """
     path = Path(path)
     try:
-        if path.stat().st_size > 64 * 1024 * 1024:
-            raise DumpFormatError(f"{path}: too large for a layer map")
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = read_capped(path, "layer map", 64 * 2**20, DumpFormatError).decode("utf-8", "replace")
     except OSError as e:
         raise DumpFormatError(f"{path}: cannot read layer map ({e.strerror})") from e
     if path.suffix.lower() == ".json":
@@ -68,10 +67,7 @@ def _key(text: str, path: Path) -> Key:
 
 
 def _from_json(text: str, path: Path) -> dict[Key, dict[str, Any]]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DumpFormatError(f"{path}: not valid JSON ({e})") from e
+    data = parse_json(text, str(path), DumpFormatError, what="layer map")
     if not isinstance(data, dict):
         raise DumpFormatError(f"{path}: expected a JSON object mapping layer ids to names")
     out: dict[Key, dict[str, Any]] = {}

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from netdiff._input_files import read_capped
 from netdiff.errors import DumpFormatError
 from netdiff.types import Tensor
 
@@ -56,7 +57,7 @@ def _check_size(path: Path, count: int | None) -> int:
 
 def _tokens(path: Path) -> list[str]:
     try:
-        text = path.read_text(encoding="ascii", errors="strict")
+        text = read_capped(path, "text dump", 2**34, DumpFormatError).decode("ascii", "strict")
     except UnicodeDecodeError as e:
         raise DumpFormatError(f"{path}: not a text dump (non-ASCII byte at offset {e.start})") from e
     except OSError as e:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from netdiff._input_files import check_file_or_directory
 from netdiff._registry import Registry
 from netdiff.errors import DumpFormatError
 from netdiff.types import Dump
@@ -39,8 +40,7 @@ class Reader:
             DumpFormatError: The path is missing or not a valid dump of this format.
         """
         path = Path(path)
-        if not path.exists():
-            raise DumpFormatError(f"{path}: no such file or directory")
+        check_file_or_directory(path, "dump", DumpFormatError)
         unknown = set(k for k, v in options.items() if v is not None) - set(self.options)
         if unknown:
             raise DumpFormatError(f"{path}: option(s) {', '.join(sorted(unknown))} do not apply to "
@@ -97,8 +97,7 @@ def detect_format(path: str | Path) -> str:
         DumpFormatError: No reader recognises it (the message lists the formats tried).
     """
     path = Path(path)
-    if not path.exists():
-        raise DumpFormatError(f"{path}: no such file or directory")
+    check_file_or_directory(path, "dump", DumpFormatError)
     hits = []
     for key, cls in _READERS.items():
         try:

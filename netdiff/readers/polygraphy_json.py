@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from netdiff._io import NPY_ERRORS, check_npy_shape, read_npy_header, read_npy_stream
+from netdiff._npz import check_budget
 from netdiff.errors import DumpFormatError
 from netdiff.readers._json_scan import JsonScanError, StrRef, read_ref, read_ref_prefix, read_ref_suffix, scan_json
 from netdiff.readers._partial import require_readable
@@ -274,6 +275,7 @@ def _first_npz_array(data: bytes, where: str) -> np.ndarray:
             members = [i for i in archive.infolist() if i.filename.endswith(".npy")]
             if not members:
                 raise DumpFormatError(f"{where}: empty .npz payload")
+            check_budget(members[0], where)
             with archive.open(members[0]) as handle:  # header checked against the member size first
                 head = handle.read(min(members[0].file_size, 100_000 + 12))
             shape, dtype, _, offset = _npy_header(head, where)

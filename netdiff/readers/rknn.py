@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from netdiff._io import load_npy, npy_header
+from netdiff._input_files import read_capped
 from netdiff.errors import DumpFormatError
 from netdiff.readers._partial import require_readable
 from netdiff.readers.base import Reader, register_reader
@@ -117,7 +118,7 @@ def _split_op(text: str) -> tuple[str | None, str]:
 
 def _read_lines(file: Path) -> list[str]:
     try:
-        return file.read_text(encoding="utf-8", errors="replace").splitlines()
+        return read_capped(file, "RKNN text file", error=DumpFormatError).decode("utf-8", "replace").splitlines()
     except OSError as e:
         raise DumpFormatError(f"{file}: cannot read ({e.strerror})") from e
 

@@ -106,9 +106,12 @@ def load_model(path: str | Path, format: str | None = None, **options: Any) -> M
     Raises:
         ModelError: The file is missing or no runner handles it.
     """
+    from netdiff._input_files import check_regular
+
     path = Path(path)
     if not path.exists():
         raise ModelError(f"{path}: no such file")
+    check_regular(path, "model", ModelError)
     key = format or find_runner(path)
     cls = _RUNNERS.get(key) if key is not None else None
     if cls is None:

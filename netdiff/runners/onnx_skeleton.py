@@ -25,7 +25,8 @@ import numpy as np
 
 from netdiff._lazy import lazy_import
 from netdiff._protowire import LEN, VARINT, encode_len, encode_varint, read_field, string_pair, text
-from netdiff.errors import ModelError
+from netdiff._input_files import open_regular
+from netdiff.errors import InputError, ModelError
 
 onnx = lazy_import("onnx")
 ort = lazy_import("onnxruntime")
@@ -150,9 +151,9 @@ def open_skeleton(path: str | Path) -> Skeleton | None:
 def _map_file(path: Path) -> mmap.mmap | None:
     """The file mapped copy-on-write (an onnxruntime write could never reach the file), or None."""
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path, "external data file") as handle:
             return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
-    except (OSError, ValueError):
+    except (OSError, ValueError, InputError):
         return None
 
 

@@ -92,7 +92,7 @@ def test_bad_cfg(text, message):
 
 def test_missing_mean_file_is_reported_not_raised(tmp_path):
     cfg = read_cfg(write_cfg(tmp_path, "[image_type] 1\n[norm_type] 5\n[mean_file] ./nope.txt\n"))
-    assert cfg.inputs[0].mean is None and "cannot read mean file" in cfg.inputs[0].mean_error
+    assert cfg.inputs[0].mean is None and "cannot read the mean file" in cfg.inputs[0].mean_error
     findings = check_cfg(cfg, {"mean": (104, 117, 123), "scale": 1 / 256, "channel_order": "BGR"})
     assert [f.kind for f in findings] == ["input_normalization"] and findings[0].severity == "warning"
 
