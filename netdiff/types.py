@@ -321,6 +321,12 @@ class LayerResult:
     reason: str = ""
     inputs: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """One line: name, op, status and the headline metrics (``extra`` holds kilobytes of detail)."""
+        from netdiff.reports.notebook import layer_repr
+
+        return layer_repr(self)
     expected_rel_l2: float | None = None
 
 

@@ -129,3 +129,9 @@ def netdiff_thresholds(cosine, rel_l2):
     from netdiff.types import Thresholds
 
     return Thresholds(cosine, rel_l2)
+
+
+def test_layer_repr_is_one_short_line(demo):
+    text = repr(demo.layer(CONV3))
+    assert text.startswith(f"<LayerResult {CONV3} (Conv) diverged cosine=0.9") and "origin" in text
+    assert len(repr(demo.layers)) < 200 * len(demo.layers) and "\n" not in text

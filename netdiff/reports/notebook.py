@@ -47,6 +47,23 @@ def report_repr(report: Report) -> str:
     return "; ".join(parts) + ">"
 
 
+def layer_repr(layer: LayerResult) -> str:
+    """``<LayerResult name (op) status cosine=… rel_l2=…>`` in a few hundred characters at most."""
+    bits = [_clip(layer.name)]
+    if layer.op_type:
+        bits.append(f"({_clip(layer.op_type, 40)})")
+    bits.append(layer.status)
+    if layer.metrics is not None:
+        bits.append(f"cosine={_number(layer.metrics.cosine, 'cosine')} rel_l2={_number(layer.metrics.rel_l2, 'rel_l2')}")
+    if layer.target_name and layer.target_name != layer.name:
+        bits.append(f"target={_clip(layer.target_name)}")
+    if layer.introduced:
+        bits.append("origin")
+    if layer.reason and layer.metrics is None:
+        bits.append(f"reason={_clip(layer.reason, 120)!r}")
+    return f"<LayerResult {' '.join(bits)}>"
+
+
 def report_html(report: Report, rows: int = HTML_ROWS) -> str:
     """A static HTML fragment: summary, findings and the layer table (escaped)."""
     s = report.summary()
