@@ -30,6 +30,33 @@ def _consumers(graph: Any) -> dict[str, str]:
     return first
 
 
+#: Ops that fail on a zero input (inf / NaN), with the input index that must not be zero.
+_ZERO_FAILS = {"Div": 1, "Reciprocal": 0, "Log": 0, "Pow": 0}
+#: Ops an epsilon passes through on its way to a division (LayerNorm decomposed: var + eps -> Sqrt -> Div).
+_PASSES = {"Add", "Sum", "Max", "Clip", "Sqrt", "Abs", "Cast", "Identity", "Reshape", "Unsqueeze", "Squeeze", "Expand"}
+
+
+def guards_division(graph: Any, name: str, depth: int = 4) -> bool:
+    """True when tensor ``name`` reaches an input that must not be zero (a Div's divisor, a Reciprocal, a Log)
+    through at most ``depth`` additions/square roots: an epsilon that keeps a division finite. A conv bias or
+    any other small constant that is only added is harmless when it flushes to 0."""
+    frontier = {name}
+    for _ in range(depth):
+        reached = set()
+        for node in graph.node:
+            for index, tensor in enumerate(node.input):
+                if tensor not in frontier:
+                    continue
+                if _ZERO_FAILS.get(node.op_type) == index:
+                    return True
+                if node.op_type in _PASSES:
+                    reached.update(o for o in node.output if o)
+        if not reached:
+            return False
+        frontier = reached
+    return False
+
+
 def _constants(graph: Any) -> Iterator[tuple[str, np.ndarray]]:
     from onnx import numpy_helper
 
@@ -45,7 +72,7 @@ def _constants(graph: Any) -> Iterator[tuple[str, np.ndarray]]:
 @register_lint_rule("ascend", "fp16-constant-range", kind="semantic_mismatch", severity="warning", heuristic=True,
                     source=SRC_FP16,
                     summary="Float constants/weights beyond +-65504 (become inf in fp16) or small nonzero constants "
-                            "below 2^-24 (become 0, e.g. epsilons).")
+                            "below 2^-24 that keep a division finite (epsilons: become 0, divide by zero).")
 def check_constants(rule: LintRule, model: LintModel, options: LintOptions) -> Iterator[Finding]:
     if model.onnx is None:
         return
@@ -66,7 +93,7 @@ def check_constants(rule: LintRule, model: LintModel, options: LintOptions) -> I
                                constant=name, max_abs=peak, count=over)
             continue
         nonzero = finite[finite > 0]
-        if 0 < nonzero.size <= 16 and float(nonzero.min()) < FP16_TINY:
+        if 0 < nonzero.size <= 16 and float(nonzero.min()) < FP16_TINY and guards_division(model.onnx.graph, name):
             yield rule.finding(layer, f"small constant {name!r} (read by {layer!r}) = {float(nonzero.min()):.3g} is "
                                "below fp16's smallest subnormal 2^-24 and becomes 0 under force_fp16 (an epsilon "
                                "that vanishes can divide by zero)", "raise it to >= 1e-7 (e.g. eps 1e-5), or keep "

@@ -97,3 +97,36 @@ def test_compare_maps_onnx_node_names_to_tensors(tmp_path):
     (finding,) = [f for f in report.findings if f.evidence.get("rule") == "pooling-rounding"]
     assert finding.layer == "p" and finding.kind == "semantic_mismatch"
     assert finding.evidence["lint_layer"] == "pool_floor" and finding.evidence["layer_status"] == "diverged"
+
+
+def test_lint_finding_on_a_layer_that_inherited_its_divergence_explains_nothing(tmp_path):
+    """The pooling-rounding lint flags pool_floor; the target's pool is right on its own (wrong) input: the
+    finding stays, without "this explains", with the isolated cosine that shows why (issue 18)."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("MaxPool", ["c"], ["p"], name="pool_floor", kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Relu", ["p"], ["y"], name="relu")]
+    w = np.random.default_rng(2).normal(size=(2, 2, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 7, 7])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 3, 3])],
+                              [onnx.numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "m.onnx")
+    x = {"x": np.random.default_rng(1).normal(size=(1, 2, 7, 7)).astype(np.float32)}
+    reference = netdiff.runners.load_model(tmp_path / "m.onnx").run(x)
+    tensors = {t.name: Tensor.from_array(t.name, np.array(t.load())) for t in reference}
+    c = (np.roll(np.array(reference["c"].load()), 1, axis=3) * 1.5).astype(np.float32)  # the target's conv is wrong
+    pooled = _maxpool2(c[:, :, :6, :6])  # ... and its pool right on that conv output (floor rounding, as the model)
+    tensors.update(c=Tensor.from_array("c", c), p=Tensor.from_array("p", pooled),
+                   y=Tensor.from_array("y", np.maximum(pooled, 0)))
+    report = netdiff.compare(tmp_path / "m.onnx", Dump(tensors, source="device", format="simulated-nnie8"), inputs=x)
+    assert report.first_divergence == "c" and report.layer("p").status == "diverged"
+    (finding,) = [f for f in report.findings if f.evidence.get("rule") == "pooling-rounding"]
+    assert "this explains" not in finding.message and "inherited" in finding.message
+    assert finding.evidence["explains_divergence"] is False and finding.evidence["isolated_cosine"] > 0.9999
+    assert "p" not in [f.layer for f in report.findings if f.kind == "introduced_error"]
+
+
+def _maxpool2(a: np.ndarray) -> np.ndarray:
+    n, ch, h, w = a.shape
+    return a.reshape(n, ch, h // 2, 2, w // 2, 2).max(axis=(3, 5)).astype(np.float32)

@@ -94,7 +94,8 @@ def test_onnx_nodes_mapped_to_caffe_layers_trigger_nnie_rules(tmp_path):
 
 def test_ascend_constant_range_and_underflow(tmp_path):
     nodes = [helper.make_node("Mul", ["x", "big"], ["m"], name="scale_up"),
-             helper.make_node("Add", ["m", "eps"], ["y"], name="add_eps")]
+             helper.make_node("Add", ["m", "eps"], ["d"], name="add_eps"),
+             helper.make_node("Div", ["x", "d"], ["y"], name="divide")]
     inits = [_init("big", np.full((1, 3, 1, 1), 1e5)), _init("eps", 1e-12)]
     result = lint(_save(tmp_path, _model(nodes, [_vi("x", [1, 3, 4, 4])], [_vi("y", [1, 3, 4, 4])], inits)), "ascend")
     found = {f.layer: f for f in by_rule(result, "fp16-constant-range")}
@@ -102,6 +103,24 @@ def test_ascend_constant_range_and_underflow(tmp_path):
     assert "65504" in found["scale_up"].message and "keep_dtype" in found["scale_up"].suggestion
     assert found["add_eps"].evidence["min_abs"] < 1e-11 and "becomes 0" in found["add_eps"].message
     assert result.failed
+
+
+def test_ascend_tiny_conv_bias_is_no_vanishing_epsilon(tmp_path):
+    """Conv biases of ~1e-9 (a ResNet-20 has five such layers) flush to 0 in fp16 harmlessly: no warning; a
+    tiny constant that is only added, never divided by, neither. The same value guarding a Div is flagged."""
+    w = np.random.default_rng(0).standard_normal((16, 3, 3, 3))
+    bias = np.full(16, 1e-9)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["c", "tiny"], ["y"], name="add_tiny")]
+    inits = [_init("w", w), _init("b", bias), _init("tiny", 1e-9)]
+    result = lint(_save(tmp_path, _model(nodes, [_vi("x", [1, 3, 8, 8])], [_vi("y", [1, 16, 8, 8])], inits)), "ascend")
+    assert "fp16-constant-range" not in rules(result) and not result.failed
+    guarded = [*nodes, helper.make_node("Sqrt", ["y"], ["s"], name="sqrt"),
+               helper.make_node("Div", ["c", "s"], ["z"], name="norm")]
+    (tmp_path / "g").mkdir()
+    result = lint(_save(tmp_path / "g", _model(guarded, [_vi("x", [1, 3, 8, 8])], [_vi("z", [1, 16, 8, 8])], inits)),
+                  "ascend")
+    assert [f.evidence["constant"] for f in by_rule(result, "fp16-constant-range")] == ["tiny"]
 
 
 def test_ascend_activation_range_needs_input(tmp_path):
