@@ -6,40 +6,36 @@ platform) the install still succeeds and netdiff uses its numpy implementation.
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import platform
 import sys
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 
-def _cpu_level_flags() -> list[str]:
-    """-march=x86-64-v4 / -v3 when this Linux x86-64 CPU has AVX-512 / AVX2 (measured faster than -march=native)."""
-    if platform.machine() not in ("x86_64", "AMD64"):
-        return []
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
-            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
-    except OSError:
-        return []
-    if {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl", "avx2", "fma", "bmi2", "f16c"} <= set(flags):
-        return ["-march=x86-64-v4"]
-    if {"avx2", "fma", "bmi1", "bmi2", "f16c", "movbe"} <= set(flags):
-        return ["-march=x86-64-v3"]
-    return []
+def _buildflags():
+    """netdiff/_buildflags.py, loaded by path (netdiff is not importable before it is installed)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "netdiff", "_buildflags.py")
+    spec = importlib.util.spec_from_file_location("_netdiff_buildflags", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class OptionalBuildExt(build_ext):
     """build_ext that warns instead of failing when the optional extension cannot be built."""
 
     def build_extension(self, ext):
-        base = ["-O3", "-fopenmp-simd", "-fno-math-errno", "-std=c99"] if self.compiler.compiler_type == "unix" else []
-        # Built where it runs (pip install -e . / from source): target this CPU's x86-64 level unless
-        # NETDIFF_PORTABLE_BUILD is set (the module refuses to load on a CPU lacking the level).
-        native = _cpu_level_flags() if base and not os.environ.get("NETDIFF_PORTABLE_BUILD") else []
-        for flags in ([*base, *native], base, []):
-            ext.extra_compile_args = flags
+        flags = _buildflags()
+        # Built where it runs (pip install -e . / from source): this CPU's best x86-64 level unless
+        # NETDIFF_BUILD_LEVEL (portable, x86-64-v2/-v3/-v4) or NETDIFF_PORTABLE_BUILD says otherwise
+        # (the module refuses to load on a CPU lacking the level; its results do not depend on it).
+        unix = self.compiler.compiler_type == "unix"
+        level = flags.requested_level()
+        attempts = [flags.compile_flags(level), flags.compile_flags("portable")] if unix else [[]]
+        for extra in attempts:
+            ext.extra_compile_args = extra
             try:
                 super().build_extension(ext)
                 return

@@ -2,6 +2,7 @@
 
     python benchmarks/run.py              # ~1 GB per side, as the targets are stated
     python benchmarks/run.py --size-mb 128 --quick
+    python benchmarks/run.py --quick --build-level x86-64-v3   # compare with the C kernel built for AVX2
 
 Measured in one run:
 1. compare time / floor time. The floor reads both dumps once from the page cache (memory-mapped)
@@ -265,22 +266,43 @@ def help_time() -> float:
     return timed(lambda: subprocess.run(cmd, capture_output=True, check=True, env=CHILD_ENV), 5)
 
 
+def use_kernel_level(level: str, root: Path) -> None:
+    """Build the C kernel at ``level`` into ``root`` and use it in this process (compare/floor timings;
+    the peak-RSS child process keeps the installed kernel)."""
+    from netdiff import _buildflags, metrics
+
+    path = _buildflags.build_kernel(level, str(root))
+    metrics._fast = _buildflags.load_kernel(path)
+
+
+def kernel_level() -> str:
+    from netdiff import metrics
+
+    return metrics.fast_build_level() or "none (numpy path)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024, help="size of each side of the float32 dump")
     parser.add_argument("--quick", action="store_true", help="skip the model and Polygraphy parts")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument("--build-level", choices=["portable", "x86-64-v2", "x86-64-v3", "x86-64-v4"],
+                        help="build the C kernel at this -march level for the compare timings "
+                             "(default: the installed kernel; NETDIFF_BUILD_LEVEL=... pip install -e . rebuilds that)")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="netdiff-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     results: dict[str, object] = {}
     try:
+        if args.build_level:
+            use_kernel_level(args.build_level, root)
+        results["kernel_build_level"] = kernel_level()
         for dtype in ("float32", "float16"):
             size = args.size_mb if dtype == "float32" else args.size_mb // 2
             a, b, largest = make_dumps(root, size, dtype)
             floor, comp = floor_time(a, b), compare_time(a, b)
             print(f"[{dtype}] {size} MB per side: floor {floor:.2f} s, compare {comp:.2f} s "
-                  f"-> compare/floor = {comp / floor:.2f}  (target <= 2.0)")
+                  f"-> compare/floor = {comp / floor:.2f}  (target <= 2.0; C kernel {results['kernel_build_level']})")
             results[f"compare_over_floor_{dtype}"] = comp / floor
             if dtype == "float32":
                 rss = peak_rss_of_compare(a, b)

@@ -1,10 +1,11 @@
 /* Fused divergence-metric kernels for netdiff (optional; netdiff/metrics.py has the numpy reference).
  *
  * Two passes over a reference/target pair of flat, C-contiguous float64/float32/float16 buffers:
- *   stats(): every pass-1 sum at once (float64 accumulators), optionally per-channel sums;
- *   kl():    msaccucmp's KL sums with the min-max normalisation, a vectorisable log.
+ *   stats(): every pass-1 sum at once (float64 accumulators; r*r, x*x, r*x, (x-r)^2 exact for
+ *            float32/float16 data), optionally per-channel sums;
+ *   kl():    msaccucmp's KL sums with the min-max normalisation, a vectorised log.
  * Both release the GIL. Inputs are read through the buffer protocol only (no numpy headers).
- * Element-wise work is float64; float16 is widened through a 64K-entry table.
+ * float16 is widened to float32 through a 64K-entry table.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -12,14 +13,34 @@
 #include <stdint.h>
 #include <string.h>
 
-/* setup.py compiles for the building CPU's x86-64 level (v4 with AVX-512, v3 with AVX2; the kernel is
- * built on the machine that runs it) and the module refuses to load on a CPU without those
- * instructions (netdiff then uses numpy). The loops are written for the auto-vectoriser. */
-#define ND_CLONES
+/* Results that do not depend on the build level (docs/metrics.md). The float64 sums (for float32/float16
+ * data of exact products r*r, x*x, r*x, (x-r)^2: float32 values widen exactly) differ between builds
+ * only by float64 rounding, being added in an order set by the vector width; the float32 loops keep
+ * LANES fixed lanes added in element order, so their results are bit-identical at every level; and
+ * setup.py builds with -ffp-contract=off, so no fused multiply-add changes an element-wise result.
+ * tests/speed builds and checks every level the test machine runs.
+ * A build for an x86-64 level refuses to load on a CPU without it (netdiff then uses numpy). */
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
+#define ND_LEVEL "x86-64-v4"
+#elif defined(__AVX2__) && defined(__FMA__)
+#define ND_LEVEL "x86-64-v3"
+#elif defined(__SSE4_2__) && defined(__POPCNT__)
+#define ND_LEVEL "x86-64-v2"
+#else
+#define ND_LEVEL "portable"
+#endif
 
+/* The vectorised loops are compiled on their own (inlined into their callers GCC 12 stops vectorising
+ * some of them at x86-64-v3). */
+#if defined(__GNUC__)
+#define ND_NOINLINE __attribute__((noinline))
+#else
+#define ND_NOINLINE
+#endif
 #define SEG 2048 /* elements per segment: both sides stay in L1 */
+#define LANES 16 /* fixed lanes of the float32 loops */
+#define FBLOCK 16 /* float32 terms per lane before a float64 spill */
 #define HIST_RUN 64 /* contiguous pairs per histogram sample run */
-#define KL_BLOCK 256 /* float partial sums of KL: 16 terms per AVX-512 lane */
 
 enum { K_F64 = 0, K_F32 = 1, K_F16 = 2 };
 
@@ -45,36 +66,78 @@ static float half_to_float(uint16_t h) {
     return f;
 }
 
+/* log(t) for positive normal t, relative error ~1e-16: t = 2^e * m, m in [sqrt(1/2), sqrt(2)),
+ * log(m) = 2 atanh(s) with s = (m - 1) / (m + 1), |s| < 0.1716, series to s^21. Branch-free. */
+static inline double fast_log(double t) {
+    uint64_t b, mb, eb;
+    memcpy(&b, &t, 8);
+    mb = (b & 0x000FFFFFFFFFFFFFULL) | 0x3FF0000000000000ULL;
+    eb = ((b >> 52) & 0x7FFULL) | 0x4330000000000000ULL; /* 2^52 + biased exponent */
+    double m, e;
+    memcpy(&m, &mb, 8);
+    memcpy(&e, &eb, 8);
+    e -= 4503599627370496.0 + 1023.0;
+    int above = m > 1.4142135623730951;
+    double big = (double)above;
+    m = m * (1.0 - 0.5 * big);
+    e = e + big;
+    double s = (m - 1.0) / (m + 1.0), z = s * s;
+    double poly = 1.0 / 21;
+    poly = poly * z + 1.0 / 19;
+    poly = poly * z + 1.0 / 17;
+    poly = poly * z + 1.0 / 15;
+    poly = poly * z + 1.0 / 13;
+    poly = poly * z + 1.0 / 11;
+    poly = poly * z + 1.0 / 9;
+    poly = poly * z + 1.0 / 7;
+    poly = poly * z + 1.0 / 5;
+    poly = poly * z + 1.0 / 3;
+    poly = poly * z + 1.0;
+    return e * 0.6931471805599453 + 2.0 * s * poly;
+}
+
+/* float32 log of positive normal t, relative error ~2e-7 (degree-8 fit of log(m), float32 rounding). */
+static inline float fast_logf(float t) {
+    uint32_t b, mb;
+    memcpy(&b, &t, 4);
+    mb = (b & 0x007FFFFFu) | 0x3F800000u;
+    float m, e = (float)((int32_t)((b >> 23) & 0xFFu) - 127);
+    memcpy(&m, &mb, 4);
+    int above = m > 1.41421356f; /* an int, not ?: on floats: GCC 12 if-converts that at every level */
+    float big = (float)above;
+    m = m * (1.0f - 0.5f * big);
+    e = e + big;
+    float u = m - 1.0f;
+    float poly = 0.08632387220859528f;
+    poly = poly * u - 0.14196032285690308f;
+    poly = poly * u + 0.14908722043037415f;
+    poly = poly * u - 0.16583247482776642f;
+    poly = poly * u + 0.1996299922466278f;
+    poly = poly * u - 0.2500135600566864f;
+    poly = poly * u + 0.33333998918533325f;
+    poly = poly * u - 0.4999999403953552f;
+    poly = poly * u + 1.0f;
+    return e * 0.693147180559945f + u * poly;
+}
+
+/* ---- pass 1: stats ---- */
+
 typedef struct {
     int64_t count, n, rel_count;
-    double rr, xx, dd, abs_sum, abs_max, rel_sum, rel_max, dmin, dmax;
+    double rr, xx, rx, dd, abs_sum, abs_max, rel_sum, rel_max, dmin, dmax;
     int64_t side_n[2], side_nan[2], side_inf[2];
     double side_s1[2], side_s2[2], side_lo[2], side_hi[2];
 } Acc;
 
-typedef struct { double rr, xx, dd, ar, ax; } Seg;
-
-/* Widen one segment of either kind into a double buffer. */
-static void widen(const void *src, int kind, Py_ssize_t start, Py_ssize_t len, double *out) {
-    Py_ssize_t i;
-    if (kind == K_F64) {
-        memcpy(out, (const double *)src + start, (size_t)len * sizeof(double));
-    } else if (kind == K_F32) {
-        const float *s = (const float *)src + start;
-        for (i = 0; i < len; i++) out[i] = s[i];
-    } else {
-        const uint16_t *s = (const uint16_t *)src + start;
-        for (i = 0; i < len; i++) out[i] = half_table[s[i]];
-    }
-}
+typedef struct { double rr, xx, rx, dd; } Seg;
 
 /* One all-finite segment's sums and extremes, added to the accumulator in one place. */
 typedef struct {
-    double rr, xx, dd, abs_sum, abs_max, rel_sum, rel_count, rel_max, s1r, s1x, lr, hr, lx, hx, dlo, dhi;
+    double rr, xx, rx, dd, abs_sum, abs_max, rel_sum, rel_count, rel_max, s1r, s1x, lr, hr, lx, hx, dlo, dhi;
 } Partial;
 
 static void add_partial(Acc *a, Py_ssize_t len, const Partial *p, Seg *seg) {
-    a->n += len; a->rr += p->rr; a->xx += p->xx; a->dd += p->dd; a->abs_sum += p->abs_sum;
+    a->n += len; a->rr += p->rr; a->xx += p->xx; a->rx += p->rx; a->dd += p->dd; a->abs_sum += p->abs_sum;
     if (p->abs_max > a->abs_max) a->abs_max = p->abs_max;
     a->rel_sum += p->rel_sum; a->rel_count += (int64_t)p->rel_count;
     if (p->rel_max > a->rel_max) a->rel_max = p->rel_max;
@@ -86,66 +149,98 @@ static void add_partial(Acc *a, Py_ssize_t len, const Partial *p, Seg *seg) {
     if (p->hr > a->side_hi[0]) a->side_hi[0] = p->hr;
     if (p->lx < a->side_lo[1]) a->side_lo[1] = p->lx;
     if (p->hx > a->side_hi[1]) a->side_hi[1] = p->hx;
-    seg->rr = p->rr; seg->xx = p->xx; seg->dd = p->dd;
+    seg->rr = p->rr; seg->xx = p->xx; seg->rx = p->rx; seg->dd = p->dd;
 }
 
-/* All-finite fast path over one segment; returns 0 when a value is NaN/Inf (then nothing is added). */
-ND_CLONES
-static int fast_segment(const double *r, const double *x, Py_ssize_t len, double eps, Acc *a, Seg *seg) {
-    double rr = 0, xx = 0, dd = 0, as = 0, am = 0, rs = 0, rm = 0, rc = 0, s1r = 0, s1x = 0;
+/* float32 (or float16 widened to float32) all-finite segment, two loops over the L1-resident data:
+ * Σr², Σx², Σrx, Σ(x - r)², Σr, Σx in float64 from exactly widened values (exact products; only the
+ * float64 rounding of the sums depends on the vector width), then |x - r|, the relative-error
+ * quotients and the extremes in float32 over LANES fixed lanes (as kl_segment_f32: the same floats
+ * added in the same order at every build level), spilled to float64 every FBLOCK terms per lane.
+ * Returns 0, adding nothing, when a value, a difference or a quotient is not finite (the caller
+ * then redoes the segment in float64). */
+ND_NOINLINE static int fast_segment_f32(const float *r, const float *x, Py_ssize_t len, double eps, Acc *a, Seg *seg) {
+    double rr = 0, xx = 0, rx = 0, dd = 0, s1r = 0, s1x = 0;
+    Py_ssize_t i;
+#pragma omp simd reduction(+:rr,xx,rx,dd,s1r,s1x)
+    for (i = 0; i < len; i++) {
+        double u = r[i], v = x[i], d = v - u;
+        rr += u * u; xx += v * v; rx += u * v; dd += d * d; s1r += u; s1x += v;
+    }
+    float fas[LANES] = {0}, frs[LANES] = {0}, am[LANES] = {0}, rm[LANES] = {0};
+    float lr[LANES], hr[LANES], lx[LANES], hx[LANES], dlo[LANES], dhi[LANES];
+    double das[LANES] = {0}, drs[LANES] = {0};
+    int32_t rc[LANES] = {0};
+    const float feps = (float)eps;
+    int j, rows = 0;
+    for (j = 0; j < LANES; j++) {
+        lr[j] = lx[j] = dlo[j] = INFINITY;
+        hr[j] = hx[j] = dhi[j] = -INFINITY;
+    }
+#define ND_STAT_LANE(k)                                                                        \
+    do {                                                                                       \
+        float u = r[i + (k)], v = x[i + (k)], d = v - u, ad = fabsf(d), au = fabsf(u);         \
+        fas[k] += ad;                                                                          \
+        am[k] = ad > am[k] ? ad : am[k];                                                       \
+        lr[k] = u < lr[k] ? u : lr[k]; hr[k] = u > hr[k] ? u : hr[k];                          \
+        lx[k] = v < lx[k] ? v : lx[k]; hx[k] = v > hx[k] ? v : hx[k];                          \
+        dlo[k] = d < dlo[k] ? d : dlo[k]; dhi[k] = d > dhi[k] ? d : dhi[k];                    \
+        int32_t above = au > feps;                                                             \
+        float big = (float)above, q = big * (ad / (au + (1.0f - big)));                        \
+        frs[k] += q; rc[k] += above;                                                           \
+        rm[k] = q > rm[k] ? q : rm[k];                                                         \
+    } while (0)
+    for (i = 0; i + LANES <= len; i += LANES) {
+        for (j = 0; j < LANES; j++) ND_STAT_LANE(j);
+        if (++rows == FBLOCK) {
+            for (j = 0; j < LANES; j++) {
+                das[j] += fas[j]; drs[j] += frs[j];
+                fas[j] = frs[j] = 0;
+            }
+            rows = 0;
+        }
+    }
+    for (j = 0; i + j < len; j++) ND_STAT_LANE(j); /* the tail, lane by lane */
+#undef ND_STAT_LANE
+    Partial p = {rr, xx, rx, dd, 0, 0, 0, 0, 0, s1r, s1x, INFINITY, -INFINITY, INFINITY, -INFINITY, INFINITY, -INFINITY};
+    for (j = 0; j < LANES; j++) {
+        p.abs_sum += das[j] + (double)fas[j];
+        p.rel_sum += drs[j] + (double)frs[j]; p.rel_count += rc[j];
+        if (am[j] > p.abs_max) p.abs_max = am[j];
+        if (rm[j] > p.rel_max) p.rel_max = rm[j];
+        if (lr[j] < p.lr) p.lr = lr[j];
+        if (hr[j] > p.hr) p.hr = hr[j];
+        if (lx[j] < p.lx) p.lx = lx[j];
+        if (hx[j] > p.hx) p.hx = hx[j];
+        if (dlo[j] < p.dlo) p.dlo = dlo[j];
+        if (dhi[j] > p.dhi) p.dhi = dhi[j];
+    }
+    if (!isfinite(rr + xx + dd + p.rel_sum + p.abs_max + p.abs_sum)) return 0;
+    add_partial(a, len, &p, seg);
+    return 1;
+}
+
+/* float64 all-finite segment; returns 0, adding nothing, when a value or a square is not finite. */
+ND_NOINLINE static int fast_segment(const double *r, const double *x, Py_ssize_t len, double eps, Acc *a, Seg *seg) {
+    double rr = 0, xx = 0, rx = 0, dd = 0, as = 0, am = 0, rs = 0, rm = 0, rc = 0, s1r = 0, s1x = 0;
     double lr = INFINITY, hr = -INFINITY, lx = INFINITY, hx = -INFINITY, dlo = INFINITY, dhi = -INFINITY;
     Py_ssize_t i;
-#pragma omp simd reduction(+:rr,xx,dd,as,rs,rc,s1r,s1x) reduction(max:am,rm,hr,hx,dhi) reduction(min:lr,lx,dlo)
+#pragma omp simd reduction(+:rr,xx,rx,dd,as,rs,rc,s1r,s1x) reduction(max:am,rm,hr,hx,dhi) reduction(min:lr,lx,dlo)
     for (i = 0; i < len; i++) {
         double u = r[i], v = x[i], d = v - u, ad = fabs(d), au = fabs(u);
-        rr += u * u; xx += v * v; dd += d * d; as += ad; s1r += u; s1x += v;
+        rr += u * u; xx += v * v; rx += u * v; dd += d * d; as += ad; s1r += u; s1x += v;
         am = ad > am ? ad : am;
         lr = u < lr ? u : lr; hr = u > hr ? u : hr;
         lx = v < lx ? v : lx; hx = v > hx ? v : hx;
         dlo = d < dlo ? d : dlo; dhi = d > dhi ? d : dhi;
-        int big = au > eps;
-        double q = ad / (big ? au : 1.0);
-        q = big ? q : 0.0;
-        rs += q; rc += big ? 1.0 : 0.0;
+        double big = (double)(au > eps);
+        double q = big * (ad / (au + (1.0 - big)));
+        rs += q; rc += big;
         rm = q > rm ? q : rm;
     }
-    if (!isfinite(rr + xx + dd)) return 0;
-    Partial part = {rr, xx, dd, as, am, rs, rc, rm, s1r, s1x, lr, hr, lx, hx, dlo, dhi};
-    add_partial(a, len, &part, seg);
-    return 1;
-}
-
-/* float32 twin of fast_segment for float32 data: float lanes over short blocks, blocks summed in
- * double (no per-element widening). Returns 0, adding nothing, when a value or a square is not
- * finite: the caller then redoes the segment in double. */
-ND_CLONES
-static int fast_segment_f32(const float *r, const float *x, Py_ssize_t len, double eps, Acc *a, Seg *seg) {
-    double rr = 0, xx = 0, dd = 0, as = 0, rs = 0, rc = 0, s1r = 0, s1x = 0;
-    float am = 0, rm = 0, lr = INFINITY, hr = -INFINITY, lx = INFINITY, hx = -INFINITY, dlo = INFINITY, dhi = -INFINITY;
-    const float feps = (float)eps;
-    Py_ssize_t start, i;
-    for (start = 0; start < len; start += KL_BLOCK) {
-        Py_ssize_t stop = start + KL_BLOCK < len ? start + KL_BLOCK : len;
-        float brr = 0, bxx = 0, bdd = 0, bas = 0, brs = 0, brc = 0, bs1r = 0, bs1x = 0;
-#pragma omp simd reduction(+:brr,bxx,bdd,bas,brs,brc,bs1r,bs1x) reduction(max:am,rm,hr,hx,dhi) reduction(min:lr,lx,dlo)
-        for (i = start; i < stop; i++) {
-            float u = r[i], v = x[i], d = v - u, ad = fabsf(d), au = fabsf(u);
-            brr += u * u; bxx += v * v; bdd += d * d; bas += ad; bs1r += u; bs1x += v;
-            am = ad > am ? ad : am;
-            lr = u < lr ? u : lr; hr = u > hr ? u : hr;
-            lx = v < lx ? v : lx; hx = v > hx ? v : hx;
-            dlo = d < dlo ? d : dlo; dhi = d > dhi ? d : dhi;
-            int big = au > feps;
-            float q = ad / (big ? au : 1.0f);
-            q = big ? q : 0.0f;
-            brs += q; brc += big ? 1.0f : 0.0f;
-            rm = q > rm ? q : rm;
-        }
-        rr += brr; xx += bxx; dd += bdd; as += bas; rs += brs; rc += brc; s1r += bs1r; s1x += bs1x;
-    }
-    if (!isfinite(rr + xx + dd + rs)) return 0;
-    Partial part = {rr, xx, dd, as, am, rs, rc, rm, s1r, s1x, lr, hr, lx, hx, dlo, dhi};
-    add_partial(a, len, &part, seg);
+    Partial p = {rr, xx, rx, dd, as, am, rs, rc, rm, s1r, s1x, lr, hr, lx, hx, dlo, dhi};
+    if (!isfinite(rr + xx + dd + rs + am)) return 0;
+    add_partial(a, len, &p, seg);
     return 1;
 }
 
@@ -157,20 +252,20 @@ static void side_add(Acc *a, int s, double v) {
     if (v > a->side_hi[s]) a->side_hi[s] = v;
 }
 
-/* Careful path for a segment holding NaN/Inf (or overflowing squares). */
+/* Careful scalar path for a segment holding NaN/Inf (or overflowing squares). */
 static void slow_segment(const double *r, const double *x, Py_ssize_t len, double eps, Acc *a, Seg *seg) {
     Py_ssize_t i;
-    seg->rr = seg->xx = seg->dd = 0;
+    seg->rr = seg->xx = seg->rx = seg->dd = 0;
     for (i = 0; i < len; i++) {
         double u = r[i], v = x[i];
         int fu = isfinite(u), fv = isfinite(v);
         side_add(a, 0, u);
         side_add(a, 1, v);
         double cu = fu ? u : 0.0, cv = fv ? v : 0.0, cd = cv - cu;
-        seg->rr += cu * cu; seg->xx += cv * cv; seg->dd += cd * cd;
+        seg->rr += cu * cu; seg->xx += cv * cv; seg->rx += cu * cv; seg->dd += cd * cd;
         if (!(fu && fv)) continue;
         double d = v - u, ad = fabs(d), au = fabs(u);
-        a->n++; a->rr += u * u; a->xx += v * v; a->dd += d * d; a->abs_sum += ad;
+        a->n++; a->rr += u * u; a->xx += v * v; a->rx += u * v; a->dd += d * d; a->abs_sum += ad;
         if (ad > a->abs_max) a->abs_max = ad;
         if (d < a->dmin) a->dmin = d;
         if (d > a->dmax) a->dmax = d;
@@ -209,7 +304,30 @@ static int get_pair(PyObject *ro, PyObject *xo, int kr, int kx, Py_buffer *br, P
     return 0;
 }
 
-/* stats(ref, tgt, kind_ref, kind_tgt, eps, channel_sums or None, channels, inner, offset) */
+/* Widen one segment into a float64 buffer. */
+static void widen(const void *src, int kind, Py_ssize_t start, Py_ssize_t len, double *out) {
+    Py_ssize_t i;
+    if (kind == K_F64) {
+        memcpy(out, (const double *)src + start, (size_t)len * sizeof(double));
+    } else if (kind == K_F32) {
+        const float *s = (const float *)src + start;
+        for (i = 0; i < len; i++) out[i] = s[i];
+    } else {
+        const uint16_t *s = (const uint16_t *)src + start;
+        for (i = 0; i < len; i++) out[i] = half_table[s[i]];
+    }
+}
+
+/* float32 view of one segment of float32 or float16 data (float16 widened exactly into out). */
+static const float *as_f32(const void *src, int kind, Py_ssize_t start, Py_ssize_t len, float *out) {
+    if (kind == K_F32) return (const float *)src + start;
+    const uint16_t *s = (const uint16_t *)src + start;
+    for (Py_ssize_t i = 0; i < len; i++) out[i] = half_table[s[i]];
+    return out;
+}
+
+/* stats(ref, tgt, kind_ref, kind_tgt, eps, channel_sums or None, channels, inner, offset)
+ * channel_sums: float64, 4 x channels (Σr², Σx², Σ(x-r)², Σrx per channel), added to. */
 static PyObject *stats(PyObject *self, PyObject *args) {
     PyObject *ro, *xo, *co;
     int kr, kx;
@@ -223,7 +341,7 @@ static PyObject *stats(PyObject *self, PyObject *args) {
     int has_ch = co != Py_None && channels > 0 && inner > 0;
     if (has_ch) {
         if (PyObject_GetBuffer(co, &bc, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) goto fail_pair;
-        if (bc.len < (Py_ssize_t)(3 * channels * sizeof(double))) {
+        if (bc.len < (Py_ssize_t)(4 * channels * sizeof(double))) {
             PyBuffer_Release(&bc);
             PyErr_SetString(PyExc_ValueError, "channel buffer too small");
             goto fail_pair;
@@ -235,8 +353,10 @@ static PyObject *stats(PyObject *self, PyObject *args) {
     a.dmin = a.side_lo[0] = a.side_lo[1] = INFINITY;
     a.dmax = a.side_hi[0] = a.side_hi[1] = -INFINITY;
     a.count = p.size;
+    const int narrow = p.kr != K_F64 && p.kx != K_F64;
     Py_BEGIN_ALLOW_THREADS
     double rbuf[SEG], xbuf[SEG];
+    float rf[SEG], xf[SEG];
     Py_ssize_t pos = 0;
     while (pos < p.size) {
         Py_ssize_t len = p.size - pos < SEG ? p.size - pos : SEG, c = 0;
@@ -246,27 +366,27 @@ static PyObject *stats(PyObject *self, PyObject *args) {
             if (left < len) len = left;
         }
         Seg seg;
-        if (p.kr == K_F32 && p.kx == K_F32 &&
-            fast_segment_f32((const float *)p.r + pos, (const float *)p.x + pos, len, eps, &a, &seg)) {
-            if (has_ch) { ch[c] += seg.rr; ch[channels + c] += seg.xx; ch[2 * channels + c] += seg.dd; }
-            pos += len;
-            continue;
+        int done = narrow && fast_segment_f32(as_f32(p.r, p.kr, pos, len, rf), as_f32(p.x, p.kx, pos, len, xf), len,
+                                              eps, &a, &seg);
+        if (!done) {
+            const double *r, *x;
+            if (p.kr == K_F64) r = (const double *)p.r + pos; else { widen(p.r, p.kr, pos, len, rbuf); r = rbuf; }
+            if (p.kx == K_F64) x = (const double *)p.x + pos; else { widen(p.x, p.kx, pos, len, xbuf); x = xbuf; }
+            if (!fast_segment(r, x, len, eps, &a, &seg)) slow_segment(r, x, len, eps, &a, &seg);
         }
-        const double *r, *x;
-        if (p.kr == K_F64) r = (const double *)p.r + pos; else { widen(p.r, p.kr, pos, len, rbuf); r = rbuf; }
-        if (p.kx == K_F64) x = (const double *)p.x + pos; else { widen(p.x, p.kx, pos, len, xbuf); x = xbuf; }
-        if (!fast_segment(r, x, len, eps, &a, &seg)) slow_segment(r, x, len, eps, &a, &seg);
-        if (has_ch) { ch[c] += seg.rr; ch[channels + c] += seg.xx; ch[2 * channels + c] += seg.dd; }
+        if (has_ch) {
+            ch[c] += seg.rr; ch[channels + c] += seg.xx; ch[2 * channels + c] += seg.dd; ch[3 * channels + c] += seg.rx;
+        }
         pos += len;
     }
     Py_END_ALLOW_THREADS
     if (has_ch) PyBuffer_Release(&bc);
     PyBuffer_Release(&br);
     PyBuffer_Release(&bx);
-    return Py_BuildValue("{s:L,s:L,s:L,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,"
+    return Py_BuildValue("{s:L,s:L,s:L,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,"
                          "s:(LLLdddd),s:(LLLdddd)}",
                          "count", (long long)a.count, "n", (long long)a.n, "rel_count", (long long)a.rel_count,
-                         "rr", a.rr, "xx", a.xx, "dd", a.dd, "abs_sum", a.abs_sum, "abs_max", a.abs_max,
+                         "rr", a.rr, "xx", a.xx, "rx", a.rx, "dd", a.dd, "abs_sum", a.abs_sum, "abs_max", a.abs_max,
                          "rel_sum", a.rel_sum, "rel_max", a.rel_max, "dmin", a.dmin, "dmax", a.dmax,
                          "ref", (long long)a.side_n[0], (long long)a.side_nan[0], (long long)a.side_inf[0],
                          a.side_s1[0], a.side_s2[0], a.side_lo[0], a.side_hi[0],
@@ -278,39 +398,55 @@ fail_pair:
     return NULL;
 }
 
-/* log(t) for positive normal t, relative error ~1e-16: t = 2^e * m, m in [sqrt(1/2), sqrt(2)),
- * log(m) = 2 atanh(s) with s = (m - 1) / (m + 1), |s| < 0.1716, series to s^21. Branch-free. */
-static inline double fast_log(double t) {
-    uint64_t b, mb, eb;
-    memcpy(&b, &t, 8);
-    mb = (b & 0x000FFFFFFFFFFFFFULL) | 0x3FF0000000000000ULL;
-    eb = (b >> 52) | 0x4330000000000000ULL; /* 2^52 + biased exponent */
-    double m, e;
-    memcpy(&m, &mb, 8);
-    memcpy(&e, &eb, 8);
-    e -= 4503599627370496.0 + 1023.0;
-    int big = m > 1.4142135623730951;
-    m = big ? m * 0.5 : m;
-    e = big ? e + 1.0 : e;
-    double s = (m - 1.0) / (m + 1.0), z = s * s;
-    double poly = 1.0 / 21;
-    poly = poly * z + 1.0 / 19;
-    poly = poly * z + 1.0 / 17;
-    poly = poly * z + 1.0 / 15;
-    poly = poly * z + 1.0 / 13;
-    poly = poly * z + 1.0 / 11;
-    poly = poly * z + 1.0 / 9;
-    poly = poly * z + 1.0 / 7;
-    poly = poly * z + 1.0 / 5;
-    poly = poly * z + 1.0 / 3;
-    poly = poly * z + 1.0;
-    return e * 0.6931471805599453 + 2.0 * s * poly;
-}
+/* ---- pass 2: KL ---- */
 
 typedef struct { double sp, sq, cross; } KlAcc;
 
-ND_CLONES
-static void kl_segment(const double *r, const double *x, Py_ssize_t len, const double *norm, double floor_,
+/* float32 KL terms of an all-finite float32/float16 segment: p, q, p/q and the log in float32, in
+ * LANES fixed lanes (element i in lane i % LANES, each lane summed in element order: no reduction
+ * the compiler may reorder, so every build level adds the same floats in the same order), each
+ * lane's float32 partial sum spilled into a float64 lane every FBLOCK elements of the lane. */
+ND_NOINLINE static void kl_segment_f32(const float *r, const float *x, Py_ssize_t len, const float *norm, float floor_,
+                                       KlAcc *k) {
+    float fsp[LANES] = {0}, fsq[LANES] = {0}, fcr[LANES] = {0};
+    double dsp[LANES] = {0}, dsq[LANES] = {0}, dcr[LANES] = {0};
+    const float rlo = norm[0], rs = norm[1], xlo = norm[2], xs = norm[3];
+    Py_ssize_t i = 0;
+    int j, rows = 0;
+    for (; i + LANES <= len; i += LANES) {
+        for (j = 0; j < LANES; j++) {
+            float q = (r[i + j] - rlo) * rs, pv = (x[i + j] - xlo) * xs;
+            q = q > floor_ ? q : floor_;
+            pv = pv > floor_ ? pv : floor_;
+            fsp[j] += pv;
+            fsq[j] += q;
+            fcr[j] += pv * fast_logf(pv / q);
+        }
+        if (++rows == FBLOCK) {
+            for (j = 0; j < LANES; j++) {
+                dsp[j] += fsp[j]; dsq[j] += fsq[j]; dcr[j] += fcr[j];
+                fsp[j] = fsq[j] = fcr[j] = 0;
+            }
+            rows = 0;
+        }
+    }
+    for (j = 0; i + j < len; j++) { /* the tail, lane by lane as above */
+        float q = (r[i + j] - rlo) * rs, pv = (x[i + j] - xlo) * xs;
+        q = q > floor_ ? q : floor_;
+        pv = pv > floor_ ? pv : floor_;
+        fsp[j] += pv;
+        fsq[j] += q;
+        fcr[j] += pv * fast_logf(pv / q);
+    }
+    double sp = 0, sq = 0, cross = 0;
+    for (j = 0; j < LANES; j++) {
+        sp += dsp[j] + (double)fsp[j]; sq += dsq[j] + (double)fsq[j]; cross += dcr[j] + (double)fcr[j];
+    }
+    k->sp += sp; k->sq += sq; k->cross += cross;
+}
+
+/* float64 KL terms (float64 data, or pairs with NaN/Inf to skip). */
+ND_NOINLINE static void kl_segment(const double *r, const double *x, Py_ssize_t len, const double *norm, double floor_,
                        KlAcc *k) {
     double sp = 0, sq = 0, cross = 0;
     const double rlo = norm[0], rs = norm[1], xlo = norm[2], xs = norm[3];
@@ -318,81 +454,23 @@ static void kl_segment(const double *r, const double *x, Py_ssize_t len, const d
 #pragma omp simd reduction(+:sp,sq,cross)
     for (i = 0; i < len; i++) {
         double u = r[i], v = x[i];
-        int fin = (u - u == 0.0) & (v - v == 0.0);
+        double fin = (double)((u - u == 0.0) & (v - v == 0.0));
         double q = (u - rlo) * rs, pv = (v - xlo) * xs;
         q = q > floor_ ? q : floor_;
         pv = pv > floor_ ? pv : floor_;
-        q = fin ? q : 1.0;
-        pv = fin ? pv : 1.0;
+        q = fin > 0 ? q : 1.0;
+        pv = fin > 0 ? pv : 1.0;
         double term = pv * fast_log(pv / q);
-        sp += fin ? pv : 0.0;
-        sq += fin ? q : 0.0;
-        cross += fin ? term : 0.0;
+        sp += fin * pv;
+        sq += fin * q;
+        cross += fin * term;
     }
     k->sp += sp; k->sq += sq; k->cross += cross;
-}
-
-/* float32 variant for all-finite float32/float16 data (what the numpy path computes in): log with
- * relative error ~2e-7 (degree-8 fit, float32 rounding), sums accumulated in float64. No NaN
- * masking here: a mask mixing float and double lanes stops GCC from vectorising the loop. */
-static inline float fast_logf(float t) {
-    uint32_t b, mb;
-    memcpy(&b, &t, 4);
-    mb = (b & 0x007FFFFFu) | 0x3F800000u;
-    float m, e = (float)((int32_t)(b >> 23) - 127);
-    memcpy(&m, &mb, 4);
-    int big = m > 1.41421356f;
-    m = big ? m * 0.5f : m;
-    e = big ? e + 1.0f : e;
-    float u = m - 1.0f;
-    float poly = 0.08632387220859528f;
-    poly = poly * u - 0.14196032285690308f;
-    poly = poly * u + 0.14908722043037415f;
-    poly = poly * u - 0.16583247482776642f;
-    poly = poly * u + 0.1996299922466278f;
-    poly = poly * u - 0.2500135600566864f;
-    poly = poly * u + 0.33333998918533325f;
-    poly = poly * u - 0.4999999403953552f;
-    poly = poly * u + 1.0f;
-    return e * 0.693147180559945f + u * poly;
-}
-
-ND_CLONES
-static void kl_segment_f32(const float *r, const float *x, Py_ssize_t len, const float *norm, float floor_,
-                           KlAcc *k) {
-    /* float lanes summed over short blocks (a few terms per lane), blocks summed in double: the
-     * float->double conversion leaves the inner loop, which then runs at full vector width. */
-    double sp = 0, sq = 0, cross = 0;
-    const float rlo = norm[0], rs = norm[1], xlo = norm[2], xs = norm[3];
-    Py_ssize_t start, i;
-    for (start = 0; start < len; start += KL_BLOCK) {
-        Py_ssize_t stop = start + KL_BLOCK < len ? start + KL_BLOCK : len;
-        float fsp = 0, fsq = 0, fcross = 0;
-#pragma omp simd reduction(+:fsp,fsq,fcross)
-        for (i = start; i < stop; i++) {
-            float u = r[i], v = x[i];
-            float q = (u - rlo) * rs, pv = (v - xlo) * xs;
-            q = q > floor_ ? q : floor_;
-            pv = pv > floor_ ? pv : floor_;
-            fsp += pv;
-            fsq += q;
-            fcross += pv * fast_logf(pv / q);
-        }
-        sp += fsp; sq += fsq; cross += fcross;
-    }
-    k->sp += sp; k->sq += sq; k->cross += cross;
-}
-
-static void widen_f(const void *src, int kind, Py_ssize_t start, Py_ssize_t len, float *out) {
-    const uint16_t *s = (const uint16_t *)src + start;
-    Py_ssize_t i;
-    (void)kind;
-    for (i = 0; i < len; i++) out[i] = half_table[s[i]];
 }
 
 /* kl(ref, tgt, kind_ref, kind_tgt, ref_lo, ref_scale, tgt_lo, tgt_scale, floor, finite) -> (sp, sq, cross)
  * p = max((tgt - tgt_lo) * tgt_scale, floor), q likewise from ref; pairs with a NaN/Inf skipped.
- * ``finite`` = 1 promises no NaN/Inf (known from stats()): float data then takes the float32 loop. */
+ * ``finite`` = 1 promises no NaN/Inf (known from stats()): float32/float16 data then take the float32 loop. */
 static PyObject *kl(PyObject *self, PyObject *args) {
     PyObject *ro, *xo;
     int kr, kx;
@@ -407,16 +485,14 @@ static PyObject *kl(PyObject *self, PyObject *args) {
     KlAcc k = {0, 0, 0};
     Py_BEGIN_ALLOW_THREADS
     double rbuf[SEG], xbuf[SEG];
+    float rf[SEG], xf[SEG];
     Py_ssize_t pos = 0;
     if (finite && p.kr != K_F64 && p.kx != K_F64) {
-        float normf[4] = {(float)norm[0], (float)norm[1], (float)norm[2], (float)norm[3]};
-        float *rb = (float *)rbuf, *xb = (float *)xbuf;
+        const float normf[4] = {(float)norm[0], (float)norm[1], (float)norm[2], (float)norm[3]};
         for (; pos < p.size; pos += SEG) {
             Py_ssize_t len = p.size - pos < SEG ? p.size - pos : SEG;
-            const float *r, *x;
-            if (p.kr == K_F32) r = (const float *)p.r + pos; else { widen_f(p.r, p.kr, pos, len, rb); r = rb; }
-            if (p.kx == K_F32) x = (const float *)p.x + pos; else { widen_f(p.x, p.kx, pos, len, xb); x = xb; }
-            kl_segment_f32(r, x, len, normf, (float)floor_, &k);
+            kl_segment_f32(as_f32(p.r, p.kr, pos, len, rf), as_f32(p.x, p.kx, pos, len, xf), len, normf,
+                           (float)floor_, &k);
         }
     }
     while (pos < p.size) {
@@ -492,7 +568,7 @@ static PyObject *histograms(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(taken);
 }
 
-/* log_many(values) -> list of fast_log(v): exposed for tests of the approximation. */
+/* log_many(values) -> list of the float64 kernel log of each v: exposed for tests of the approximation. */
 static PyObject *log_many(PyObject *self, PyObject *seq) {
     PyObject *fast = PySequence_Fast(seq, "expected a sequence of floats");
     if (!fast) return NULL;
@@ -507,7 +583,7 @@ static PyObject *log_many(PyObject *self, PyObject *seq) {
     return out;
 }
 
-/* log_many_f32(values) -> list of fast_logf(v) (float32 kernel's log, for tests). */
+/* log_many_f32(values) -> list of the float32 kernel log of each v (for tests). */
 static PyObject *log_many_f32(PyObject *self, PyObject *seq) {
     PyObject *fast = PySequence_Fast(seq, "expected a sequence of floats");
     if (!fast) return NULL;
@@ -544,6 +620,9 @@ static int cpu_ok(void) {
 #if defined(__AVX2__)
     if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return 0;
 #endif
+#if defined(__SSE4_2__)
+    if (!(__builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("popcnt"))) return 0;
+#endif
 #endif
     return 1;
 }
@@ -559,5 +638,8 @@ PyMODINIT_FUNC PyInit__fastmetrics(void) {
         return NULL;
     }
     fill_half_table();
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m && (PyModule_AddStringConstant(m, "BUILD_LEVEL", ND_LEVEL) < 0 || 0))
+        Py_CLEAR(m);
+    return m;
 }

@@ -2,7 +2,8 @@
 
 Formulas (x = target, r = reference, over pairs where both are finite; docs/metrics.md):
 
-- cosine   = Σ r·x / (‖r‖·‖x‖), clipped to ≤ 1; 1 when both are all-zero, NaN when one is
+- cosine   = Σ r·x / (‖r‖·‖x‖), clipped to [−1, 1]; 1 when both are all-zero, NaN when one is
+  (from the float64 sums Σr², Σx², Σrx, Σ(x − r)²; see :func:`cosine_from_sums` for the two regimes)
 - max_abs  = max |x − r|;  mean_abs = mean |x − r|;  rmse = sqrt(mean (x − r)²)
 - rel_l2   = ‖x − r‖ / ‖r‖ (0 when both are zero, NaN when only r is)
 - sqnr_db  = 20·log10(‖r‖ / ‖x − r‖) (+inf when identical)
@@ -12,18 +13,19 @@ Formulas (x = target, r = reference, over pairs where both are finite; docs/metr
 - min/max/mean/std of each side over its own finite values, NaN/Inf counts of each side.
 
 Each tensor is streamed twice (the fused statistics, then KL, which needs the ranges), so no
-full-size temporary is made. Cosine is computed from ‖x − r‖² so that 1 − cosine stays accurate
-for nearly identical tensors.
+full-size temporary is made.
 
 Two implementations give the same numbers (tests/speed checks them against each other):
 
 - the optional C kernel ``netdiff._fastmetrics`` (built by setup.py when a compiler is there): one
-  call per tensor, without the GIL, every pass-1 sum in one loop with float64 accumulators, KL with
-  a vectorised log (float32 for all-finite float32/float16 data, float64 otherwise); strided inputs
-  are copied slab by slab. It also returns per-channel sums that :mod:`netdiff.detail` reuses.
-- the numpy reference below (``NETDIFF_NO_FASTMETRICS=1`` forces it): cache-sized chunks,
-  element-wise work in the inputs' precision (float32 for float32/float16 data, float64 otherwise),
-  pairwise chunk sums accumulated in float64.
+  call per tensor, without the GIL; Σr², Σx², Σrx, Σ(x − r)² exact-product float64 sums, the other
+  element-wise work and KL in float32 for all-finite float32/float16 data (fixed lanes: the same
+  result at every build level), float64 otherwise; strided inputs are copied slab by slab. It also
+  returns per-channel sums that :mod:`netdiff.detail` reuses. ``BUILD_LEVEL`` names its -march level.
+- the numpy reference below (``NETDIFF_NO_FASTMETRICS=1`` forces it): cache-sized chunks, every
+  element-wise step in float64, pairwise chunk sums accumulated in float64.
+
+docs/metrics.md states how closely the two agree.
 """
 
 from __future__ import annotations
@@ -73,6 +75,11 @@ def fast_available() -> bool:
     return _fast is not None
 
 
+def fast_build_level() -> str | None:
+    """The -march level the C kernel in use was built for (``portable``, ``x86-64-v3``, ...), or None."""
+    return getattr(_fast, "BUILD_LEVEL", "unknown") if _fast is not None else None
+
+
 def work_dtype(*arrays: np.ndarray) -> np.dtype:
     """float32 when every input fits it exactly, else float64."""
     return np.dtype(np.float32) if all(a.dtype.name in _NARROW for a in arrays) else np.dtype(np.float64)
@@ -96,25 +103,24 @@ def compute_metrics(reference: np.ndarray, target: np.ndarray, *, eps: float = E
     _last.key = None
     if _fast is not None and reference.size:
         return _compute_fast(reference, target, eps)
-    dtype = work_dtype(reference, target)
     acc = _Accumulator(eps)
-    for r, x in iter_chunks(reference, target, chunk_elements, dtype):
+    for r, x in iter_chunks(reference, target, chunk_elements, np.float64):
         acc.add(r, x)
-    kl = _kl_divergence(reference, target, acc, chunk_elements, dtype)
+    kl = _kl_divergence(reference, target, acc, chunk_elements)
     return acc.result(kl)
 
 
 def _compute_fast(reference: np.ndarray, target: np.ndarray, eps: float) -> LayerMetrics:
     """compute_metrics through the C kernel (same results as the numpy path)."""
     channels, inner = _channel_layout(reference.shape)
-    sums = np.zeros(3 * channels) if channels else None
+    sums = np.zeros(4 * channels) if channels else None
     acc = _Accumulator(eps)
     for r, x, kr, kx, offset in _fast_parts(reference, target):
         _merge(acc, _fast.stats(r, x, kr, kx, eps, sums, channels, inner, offset))
     kl = _kl_fast(reference, target, acc)
     detail: dict = {}
     if sums is not None:
-        detail["channel_cosine"] = np.array([_cosine(*sums[c::channels], EPS)[0] for c in range(channels)])
+        detail["channel_cosine"] = np.array([_cosine(*sums[c::channels], EPS)[0] for c in range(channels)])  # rr, xx, dd, rx
     if acc.n:
         detail.update(_histograms(reference, target, acc))
     _last.key, _last.detail = _array_key(reference, target), detail
@@ -170,6 +176,7 @@ def _merge(acc: _Accumulator, d: dict) -> None:
     acc.n += d["n"]
     acc.rr += d["rr"]
     acc.xx += d["xx"]
+    acc.rx += d["rx"]
     acc.dd += d["dd"]
     acc.abs_sum += d["abs_sum"]
     acc.abs_max = max(acc.abs_max, d["abs_max"])
@@ -298,6 +305,7 @@ class _Accumulator:
     count: int = 0
     rr: float = 0.0
     xx: float = 0.0
+    rx: float = 0.0
     dd: float = 0.0
     abs_sum: float = 0.0
     abs_max: float = 0.0
@@ -308,7 +316,7 @@ class _Accumulator:
     dmax: float = -math.inf
 
     def add(self, r: np.ndarray, x: np.ndarray) -> None:
-        """Add one chunk (flat arrays of one float dtype, which this method overwrites)."""
+        """Add one chunk (flat float64 arrays, which this method overwrites)."""
         self.count += r.size
         scratch = np.empty_like(r)
         with np.errstate(over="ignore", invalid="ignore"):
@@ -316,12 +324,11 @@ class _Accumulator:
             dd = _sum(np.square(d, out=scratch))
             rr = _sum(np.square(r, out=scratch))
             xx = _sum(np.square(x, out=scratch))
+            rx = _sum(np.multiply(r, x, out=scratch))
         if math.isfinite(dd + rr + xx):
             self.ref.add(r, rr)
             self.tgt.add(x, xx)
-        else:
-            # NaN/Inf in the data, or float32 squares that overflowed: redo the chunk in float64
-            r, x = r.astype(np.float64), x.astype(np.float64)
+        else:  # NaN/Inf in the data (or squares that overflow): per side, then the finite pairs
             self.ref.add(r)
             self.tgt.add(x)
             keep = np.isfinite(r) & np.isfinite(x)
@@ -333,11 +340,13 @@ class _Accumulator:
             dd = _sum(np.square(d, out=scratch))
             rr = _sum(np.square(r, out=scratch))
             xx = _sum(np.square(x, out=scratch))
+            rx = _sum(np.multiply(r, x, out=scratch))
         if r.size == 0:
             return
         self.n += r.size
         self.rr += rr
         self.xx += xx
+        self.rx += rx
         self.dd += dd
         ad = np.abs(d, out=d)
         self.abs_sum += _sum(ad)
@@ -363,7 +372,7 @@ class _Accumulator:
             notes.append("no pair where both sides are finite")
         elif n < self.count:
             notes.append(f"{self.count - n} of {self.count} pairs are NaN/Inf on a side and were skipped")
-        cosine, note = _cosine(self.rr, self.xx, self.dd, self.eps) if n else (nan, None)
+        cosine, note = _cosine(self.rr, self.xx, self.dd, self.rx, self.eps) if n else (nan, None)
         if note:
             notes.append(note)
         rnorm, dnorm = math.sqrt(self.rr), math.sqrt(self.dd)
@@ -397,8 +406,32 @@ def _finite_or_nan(v: float) -> float:
     return v if math.isfinite(v) else math.nan
 
 
-def _cosine(rr: float, xx: float, dd: float, eps: float) -> tuple[float, str | None]:
-    """Cosine from ‖r‖², ‖x‖² and ‖x − r‖²: cos = 1 − (‖x − r‖² − (‖x‖ − ‖r‖)²) / (2‖r‖‖x‖)."""
+#: cosine switches to the difference formula when ‖x − r‖ ≤ NEAR · min(‖r‖, ‖x‖).
+NEAR = 0.5
+
+
+def cosine_from_sums(rr: float, xx: float, dd: float, rx: float) -> float:
+    """Cosine of two vectors from float64 Σr², Σx², Σ(x − r)² and Σrx (both norms non-zero).
+
+    Two regimes, each accurate to a few float64 ulps of the exact cosine:
+
+    - ‖x − r‖ ≤ NEAR·min(‖r‖, ‖x‖) (x ≈ r): cos = 1 − (‖x − r‖² − (‖x‖ − ‖r‖)²) / (2‖r‖‖x‖), which keeps
+      1 − cos accurate (relative) when the tensors are nearly identical;
+    - otherwise the direct Σrx / (‖r‖‖x‖), exact for scaled (x = k·r: 1), opposite (−1) and orthogonal
+      (0) tensors, where the difference formula would cancel catastrophically.
+
+    The result is clipped to [−1, 1].
+    """
+    rn, xn = math.sqrt(rr), math.sqrt(xx)
+    if dd <= (NEAR * NEAR) * min(rr, xx):
+        cos = 1.0 - (dd - (xn - rn) ** 2) / (2.0 * rn * xn)
+    else:
+        cos = rx / (rn * xn)
+    return max(min(cos, 1.0), -1.0)
+
+
+def _cosine(rr: float, xx: float, dd: float, rx: float, eps: float) -> tuple[float, str | None]:
+    """cosine_from_sums with msaccucmp's all-zero rules: (cosine, note)."""
     rn, xn = math.sqrt(rr), math.sqrt(xx)
     if rn <= eps and xn <= eps:
         return 1.0, None
@@ -406,20 +439,19 @@ def _cosine(rr: float, xx: float, dd: float, eps: float) -> tuple[float, str | N
         return math.nan, "reference is all zero: cosine undefined"
     if xn <= eps:
         return math.nan, "target is all zero: cosine undefined"
-    cos = 1.0 - (dd - (xn - rn) ** 2) / (2.0 * rn * xn)
-    return max(min(cos, 1.0), -1.0), None
+    return cosine_from_sums(rr, xx, dd, rx), None
 
 
-def _kl_divergence(reference: np.ndarray, target: np.ndarray, acc: _Accumulator, chunk_elements: int,
-                   dtype: np.dtype | type = np.float64) -> tuple[float, str | None]:
-    """msaccucmp's KL(p‖q): p from the target, q from the reference, min-max normalised."""
+def _kl_divergence(reference: np.ndarray, target: np.ndarray, acc: _Accumulator,
+                   chunk_elements: int) -> tuple[float, str | None]:
+    """msaccucmp's KL(p‖q): p from the target, q from the reference, min-max normalised (float64)."""
     if acc.n == 0:
         return math.nan, None
     if math.sqrt(acc.xx) <= acc.eps or math.sqrt(acc.rr) <= acc.eps:
         return math.nan, "KL undefined: a side is all zero"
     sp = sq = cross = 0.0
     partial = acc.n < acc.count
-    for r, x in iter_chunks(reference, target, chunk_elements, dtype):
+    for r, x in iter_chunks(reference, target, chunk_elements, np.float64):
         if partial:
             keep = np.isfinite(r) & np.isfinite(x)
             r, x = r[keep], x[keep]
@@ -444,17 +476,16 @@ def _normalise(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
 def channel_cosines(reference: np.ndarray, target: np.ndarray, axis: int = 1) -> np.ndarray:
     """Cosine per channel along ``axis`` (NaN where a channel is all zero on one side only).
 
-    Streams one channel at a time; NaN/Inf elements count as zero.
+    Streams one channel at a time in float64; NaN/Inf elements count as zero.
     """
-    dtype = work_dtype(reference, target)
     count = reference.shape[axis]
     cos = np.empty(count)
     for c in range(count):
-        r = np.take(reference, c, axis=axis).astype(dtype).reshape(-1)
-        x = np.take(target, c, axis=axis).astype(dtype).reshape(-1)
+        r = np.take(reference, c, axis=axis).astype(np.float64).reshape(-1)
+        x = np.take(target, c, axis=axis).astype(np.float64).reshape(-1)
         if not (np.isfinite(r).all() and np.isfinite(x).all()):
             r = np.where(np.isfinite(r), r, 0)
             x = np.where(np.isfinite(x), x, 0)
         d = x - r
-        cos[c] = _cosine(_sum(np.square(r)), _sum(np.square(x)), _sum(np.square(d)), EPS)[0]
+        cos[c] = _cosine(_sum(np.square(r)), _sum(np.square(x)), _sum(np.square(d)), _sum(r * x), EPS)[0]
     return cos

@@ -182,3 +182,96 @@ def test_huge_float32_values_do_not_overflow_the_numpy_path(monkeypatch):
     expected = naive(r, x)
     assert m.rel_l2 == pytest.approx(expected["rel_l2"], rel=1e-5)
     assert m.cosine == pytest.approx(1.0, abs=1e-6) and m.finite_count == 4 and m.notes == ()
+
+
+# --- cosine: exact for scaled, opposite, orthogonal and nearly identical tensors, in both paths ---
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import netdiff.metrics as metrics_module  # noqa: E402
+
+PATHS = ["kernel", "numpy"]
+
+
+def _cosine_in(path: str, r: np.ndarray, x: np.ndarray) -> float:
+    if path == "kernel" and not metrics_module.fast_available():
+        pytest.skip("C kernel not built")
+    saved = metrics_module._fast
+    if path == "numpy":
+        metrics_module._fast = None
+    try:
+        return compute_metrics(r, x).cosine
+    finally:
+        metrics_module._fast = saved
+
+
+def _true_cosine(r: np.ndarray, x: np.ndarray) -> float:
+    """Cosine of the stored values, float64 products summed exactly (math.fsum)."""
+    r, x = r.astype(np.float64).ravel(), x.astype(np.float64).ravel()
+    return math.fsum(r * x) / math.sqrt(math.fsum(r * r) * math.fsum(x * x))
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+@pytest.mark.parametrize("size", [10, 4099])
+@pytest.mark.parametrize("k", [4096, 255, 1 / 256, -1, 3.7, -0.001, 1e6])
+def test_cosine_of_scaled_tensors_is_exact(path, dtype, size, k):
+    if dtype == np.float16 and abs(k) > 1e4:
+        pytest.skip("k·r overflows float16")
+    rng = np.random.default_rng(size)
+    r = (rng.standard_normal(size) * (0.1 if dtype == np.float16 and abs(k) > 100 else 1)).astype(dtype)
+    x = (r.astype(np.float64) * k).astype(dtype)
+    cos = _cosine_in(path, r, x)
+    assert abs(cos - _true_cosine(r, x)) <= 1e-9
+    assert abs(cos - math.copysign(1.0, k)) <= 1e-3  # rounding of x to the dtype only
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("case", ["opposite", "orthogonal", "near", "very_near", "identical"])
+def test_cosine_of_opposite_orthogonal_and_near_tensors(path, case):
+    rng = np.random.default_rng(4)
+    r = rng.standard_normal(6000).astype(np.float32)
+    if case == "opposite":
+        x = -r
+    elif case == "orthogonal":
+        x = r.copy()
+        x[:3000], x[3000:] = r[3000:], -r[:3000]  # Σ r·x = Σ a·b − Σ b·a = 0
+    elif case == "near":
+        x = r + np.float32(1e-3) * rng.standard_normal(r.size).astype(np.float32)
+    elif case == "very_near":
+        x = r + np.float32(1e-6) * rng.standard_normal(r.size).astype(np.float32)
+    else:
+        x = r.copy()
+    cos, truth = _cosine_in(path, r, x), _true_cosine(r, x)
+    assert abs(cos - truth) <= 1e-12
+    if case in ("near", "very_near"):  # 1 − cos keeps its relative precision (difference formula)
+        r64, x64 = r.astype(np.float64), x.astype(np.float64)
+        rr, xx, dd = math.fsum(r64 * r64), math.fsum(x64 * x64), math.fsum((x64 - r64) ** 2)
+        exact = (dd - (math.sqrt(xx) - math.sqrt(rr)) ** 2) / (2 * math.sqrt(rr * xx))
+        assert 1 - cos == pytest.approx(exact, rel=1e-6)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@settings(max_examples=40, deadline=None)
+@given(values=st.lists(st.floats(-1e3, 1e3, allow_nan=False, width=32), min_size=2, max_size=60),
+       k=st.floats(-1e7, 1e7, allow_nan=False).filter(lambda v: abs(v) > 1e-7),
+       noise=st.sampled_from([0.0, 1e-7, 1e-4, 0.1, 10.0]), seed=st.integers(0, 2**16))
+def test_cosine_property_scaled_and_perturbed(path, values, k, noise, seed):
+    r = np.array(values, np.float32)
+    if not np.any(r):
+        return
+    rng = np.random.default_rng(seed)
+    x = (r.astype(np.float64) * k + noise * abs(k) * np.abs(r).max() * rng.standard_normal(r.size)).astype(np.float32)
+    if not (np.isfinite(x).all() and np.any(x)):
+        return
+    cos = _cosine_in(path, r, x)
+    assert abs(cos - _true_cosine(r, x)) <= 1e-9
+
+
+def test_cosine_regimes_switch_on_the_difference_norm():
+    rr, xx = 4.0, 4.0  # ‖r‖ = ‖x‖ = 2
+    # ‖x − r‖ = 1 ≤ NEAR·2: difference formula; 1 − cos = 1 / 8
+    assert metrics_module.cosine_from_sums(rr, xx, 1.0, 3.5) == pytest.approx(1 - 1 / 8, abs=1e-15)
+    # x = 1000·r: direct formula, exactly 1
+    assert metrics_module.cosine_from_sums(1.0, 1e6, 999.0 ** 2, 1000.0) == 1.0
