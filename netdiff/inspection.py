@@ -14,8 +14,11 @@ from netdiff.inputs import InputsLike
 
 def inspect_source(source: str | Path, inputs: InputsLike = None, *, format: str | None = None,
                    options: dict[str, Any] | None = None, stats: bool = True, seed: int = 0
-                   ) -> tuple[list[list[str]], str]:
-    """Return table rows (one per tensor) and a header line for a dump or a model."""
+                   ) -> tuple[list[list[Any]], str]:
+    """Return table rows (one per tensor) and a header line for a dump or a model.
+
+    Cells are text, except min/max/mean: floats (the renderer picks one format per column), or text
+    when undefined or unreadable."""
     from netdiff.pipeline import _open_side, open_source
     from netdiff.progress import NullProgress
 
@@ -81,7 +84,8 @@ def _inferred_types(model: Any) -> dict[str, tuple[str, str]]:
 _CHUNK = 1 << 22
 
 
-def _stats(tensor: Any) -> list[str]:
+def _stats(tensor: Any) -> list[Any]:
+    """min, max, mean (floats, or "" when undefined; an error text in the first cell) and NaN/Inf count."""
     try:
         a = np.asarray(tensor.load())
     except NetdiffError as e:
@@ -103,4 +107,4 @@ def _stats(tensor: Any) -> list[str]:
     bad = a.size - finite_count
     if finite_count == 0:
         return ["", "", "", f"{bad}"]
-    return [f"{lo:.4g}", f"{hi:.4g}", f"{total / finite_count:.4g}", str(bad) if bad else ""]
+    return [lo, hi, total / finite_count, str(bad) if bad else ""]

@@ -21,17 +21,37 @@ def inspect_command(
     seed: SeedOpt = 0,
 ) -> None:
     """List the tensors of a dump or model with shapes, dtypes and ranges."""
-    from rich.table import Table
-
     from netdiff.inputs import parse_input_args
     from netdiff.inspection import inspect_source
 
     rows, header = inspect_source(source, parse_input_args(input or []), format=format,
                                   options=model_options(weights), stats=not no_stats, seed=seed)
-    table = Table(title=header, title_justify="left", box=None, header_style="bold")
-    for column in ("#", "tensor", "op", "shape", "dtype", "layout", "min", "max", "mean", "nan/inf"):
-        table.add_column(column, justify="right" if column in ("#", "min", "max", "mean") else "left",
-                         overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    console().print(table)
+    out = console()
+    out.print(InspectView(rows, header))
+
+
+class InspectView:
+    """The tensor table, fitted to the terminal width (see netdiff.reports.fit)."""
+
+    def __init__(self, rows: list[list], header: str) -> None:
+        self.rows = rows
+        self.header = header
+
+    def __rich_console__(self, console, options):
+        from netdiff.reports.fit import Column, NameCell, fit_table, fixed_format, number
+
+        specs = (("#", "right", None), ("tensor", "left", None), ("op", "left", 3), ("shape", "left", None),
+                 ("dtype", "left", None), ("layout", "left", 1), ("min", "right", None), ("max", "right", None),
+                 ("mean", "right", 2), ("nan/inf", "right", 4))
+        columns = [Column(h, justify=j, drop=d, names=h == "tensor", style="dim" if h == "op" else "")
+                   for h, j, d in specs]
+        errors = {i: row[6] for i, row in enumerate(self.rows) if isinstance(row[6], str) and row[6]}
+        for index in (6, 7, 8):
+            values = [row[index] for row in self.rows]
+            style = fixed_format([v for v in values if isinstance(v, float)], 4, small=1e-3)
+            columns[index].cells = [number(v, 4, style) if isinstance(v, float) else "" for v in values]
+        for index, column in enumerate(columns):
+            if index not in (6, 7, 8):
+                column.cells = [NameCell(row[index], note=errors.get(i, "")) if column.names else row[index]
+                                for i, row in enumerate(self.rows)]
+        yield fit_table(columns, options.max_width, title=self.header)

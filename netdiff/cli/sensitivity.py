@@ -78,7 +78,6 @@ class SensitivityView:
 
     def __rich_console__(self, console, options):
         from rich.panel import Panel
-        from rich.table import Table
         from rich.text import Text
 
         r = self.result
@@ -89,16 +88,9 @@ class SensitivityView:
         titles = (("cost of only this layer at 8 bits (the others at 16)", "recovered by this layer alone at 16 bits")
                   if nnie else ("cost of only this layer in float16", "recovered by keeping only this layer in float32")
                   if fp16 else ("cost of quantizing only this layer", "recovered by keeping only this layer in float"))
-        for title, rows in ((titles[0], r.layers), (titles[1], r.by_recovery())):
-            table = Table(title=title, title_justify="left", box=None, header_style="bold", pad_edge=False)
-            kept_col = "16-bit cos" if nnie else "float cos"
-            for col, justify in (("#", "right"), ("node", "left"), ("op", "left"),
-                                 ("alone cos", "right"), ("cost", "right"), (kept_col, "right"), ("recovery", "right")):
-                table.add_column(col, justify=justify)
-            for i, s in enumerate(rows[: self.top], 1):
-                table.add_row(str(i), s.node, s.op_type, _num(s.alone_cosine), _num(s.cost, 2),
-                              _num(s.float_cosine), _num(s.recovery, 2))
-            yield table
+        kept_col = "16-bit cos" if nnie else "float cos"
+        for title, rows, key in ((titles[0], r.layers, "cost"), (titles[1], r.by_recovery(), "recovery")):
+            yield _ranking_table(title, rows[: self.top], kept_col, key, options.max_width)
         status = Text("reached" if r.reached else "NOT reached", style="bold green" if r.reached else "bold red")
         kept = "layer(s) at 16 bits" if nnie else "node(s) kept in float32" if fp16 else "node(s) kept in float"
         body = Text.assemble(f"{len(r.exclude)} {kept} -> output cosine {_num(r.final_cosine)} "
@@ -109,11 +101,29 @@ class SensitivityView:
         yield Panel(body, title=Text(title), title_align="left", border_style="cyan")
 
 
-def _num(value: float, digits: int = 6) -> str:
-    import math
+def _ranking_table(title: str, rows: list, kept_col: str, key: str, width: int):
+    """One ranking, fitted to the terminal: op and the column the ranking is not about go first."""
+    from netdiff.reports.fit import Column, NameCell, fit_table, fixed_format
 
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    cost_style = fixed_format([s.cost for s in rows], 2, small=0.01)
+    recovery_style = fixed_format([s.recovery for s in rows], 2, small=0.01)
+    columns = [Column("#", justify="right"), Column("node", names=True), Column("op", style="dim", drop=1),
+               Column("alone cos", justify="right", drop=3 if key == "recovery" else None),
+               Column("cost", justify="right", drop=2 if key == "recovery" else None),
+               Column(kept_col, justify="right", drop=3 if key == "cost" else None),
+               Column("recovery", justify="right", drop=2 if key == "cost" else None)]
+    for i, s in enumerate(rows, 1):
+        cells = [str(i), NameCell(s.node), s.op_type, _num(s.alone_cosine), _num(s.cost, 2, cost_style),
+                 _num(s.float_cosine), _num(s.recovery, 2, recovery_style)]
+        for column, cell in zip(columns, cells):
+            column.cells.append(cell)
+    return fit_table(columns, width, title=title)
+
+
+def _num(value: float, digits: int = 6, style: str = "f") -> str:
+    """Cosines with 6 decimals; costs and recoveries in their column's format (2 decimals or exponent)."""
+    from netdiff.reports.fit import number
+
+    if value is None:
         return "nan"
-    if math.isinf(value):
-        return "inf"
-    return f"{value:.{digits}f}" if digits > 2 else f"{value:.2e}"
+    return number(value, digits, style)

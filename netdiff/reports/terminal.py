@@ -10,6 +10,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from netdiff.reports.fit import Column, NameCell, fit_table, fixed_format, number
 from netdiff.types import LayerResult, Report
 
 STATUS_STYLE = {
@@ -46,54 +47,71 @@ class LayerTable:
         self.indices = list(range(len(report.layers))) if indices is None else list(indices)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        isolated = any("isolated" in self.report.layers[i].extra for i in self.indices)
-        table = Table(show_header=True, header_style="bold", expand=False, pad_edge=False, box=None)
-        table.add_column("#", justify="right", style="dim")
-        table.add_column("layer", overflow="fold", max_width=48)
-        table.add_column("op", style="dim", max_width=16, overflow="ellipsis")
-        table.add_column("status")
-        table.add_column("cosine", justify="right")
-        table.add_column("rel_l2", justify="right")
-        table.add_column("sqnr dB", justify="right")
-        table.add_column("max_abs", justify="right")
-        table.add_column("gain", justify="right")
-        if isolated:
-            table.add_column("isolated cos", justify="right")
+        yield fit_table(self.columns(), options.max_width)
+
+    def columns(self) -> list[Column]:
+        """The table's columns, before fitting: cells per row, drop priorities (gain goes first)."""
+        r, th = self.report, self.report.thresholds
+        isolated = any("isolated" in r.layers[i].extra for i in self.indices)
+        rows: list[int | None] = []  # None: a "… n not shown" gap
         previous = None
         for i in self.indices:
             if previous is not None and i > previous + 1:
-                table.add_row("", Text(f"… {i - previous - 1} layer(s) not shown (--all)", style="dim"))
-            table.add_row(*self._row(i, self.report.layers[i], isolated))
+                rows.append(None)
+            rows.append(i)
             previous = i
-        yield table
+        layers = [r.layers[i] if i is not None else None for i in rows]
+        metrics = [x.metrics if x is not None else None for x in layers]
+        formats = {key: fixed_format([getattr(m, key) for m in metrics if m is not None], 4)
+                   for key in ("rel_l2", "max_abs")}
+        gain_format = fixed_format([x.error_gain for x in layers if x is not None], 1)
+        iso = [_isolated_cosine(x) if x is not None else None for x in layers]
+        cols = [Column("#", justify="right", style="dim"), Column("layer", names=True),
+                Column("op", style="dim", drop=4), Column("status"), Column("cosine", justify="right"),
+                Column("rel_l2", justify="right"), Column("sqnr dB", justify="right", drop=2),
+                Column("max_abs", justify="right", drop=3), Column("gain", justify="right", drop=1)]
+        if isolated:
+            cols.append(Column("isolated cos", justify="right", drop=5))
+        gap = iter(b - a - 1 for a, b in zip(self.indices, self.indices[1:]) if b > a + 1)
+        for i, layer, m, iso_cos in zip(rows, layers, metrics, iso):
+            if layer is None:
+                cells: list = ["", NameCell(f"… {next(gap)} not shown (--all)", style="dim")] + [""] * (len(cols) - 2)
+            else:
+                cells = [str(layer.order if layer.order is not None else i), self._name(layer), layer.op_type or "",
+                         Text(layer.status, style=STATUS_STYLE.get(layer.status, ""))]
+                if m is None:
+                    cells += ["", "", "", "", ""]
+                else:
+                    cells += [Text(number(m.cosine, 5), style="red" if not m.cosine >= th.cosine else ""),
+                              Text(number(m.rel_l2, 4, formats["rel_l2"]),
+                                   style="red" if not m.rel_l2 <= th.rel_l2 else ""),
+                              number(m.sqnr_db, 1), number(m.max_abs, 4, formats["max_abs"]),
+                              number(layer.error_gain, 1, gain_format)]
+                if isolated:
+                    cells.append(number(iso_cos, 5))
+            for col, cell in zip(cols, cells):
+                col.cells.append(cell)
+        return cols
 
-    def _row(self, i: int, layer: LayerResult, isolated: bool) -> list[Text | str]:
-        m = layer.metrics
+    def _name(self, layer: LayerResult) -> NameCell:
         mark = ""
         if layer.name == self.report.first_divergence:
             mark = "▶ "
         elif layer.introduced:
             mark = "◆ "
-        name = Text(mark + layer.name, style="bold red" if mark else "")
-        if layer.target_name and layer.match is not None and layer.match.method not in ("exact", "normalized"):
-            name.append(f"  ← {layer.target_name}", style="dim")
-        status = Text(layer.status, style=STATUS_STYLE.get(layer.status, ""))
-        cells: list[Text | str] = [str(layer.order if layer.order is not None else i), name, layer.op_type or "", status]
-        if m is None:
-            cells += [Text(_short(layer.reason.split(": ", 1)[-1]), style="dim"), "", "", "", ""]
-        else:
-            th = self.report.thresholds
-            cells += [
-                Text(_num(m.cosine, 5), style="red" if not m.cosine >= th.cosine else ""),
-                Text(_num(m.rel_l2, 4), style="red" if not m.rel_l2 <= th.rel_l2 else ""),
-                _num(m.sqnr_db, 1), _num(m.max_abs, 4),
-                _num(layer.error_gain, 1) if layer.error_gain is not None else "",
-            ]
-        if isolated:
-            iso = layer.extra.get("isolated") or {}
-            value = iso.get("cosine") if isinstance(iso, dict) else None
-            cells.append(_num(value, 5) if value is not None else "")
-        return cells
+        alias = ""
+        if (layer.target_name and layer.target_name != layer.name and layer.match is not None
+                and layer.match.method not in ("exact", "normalized")):
+            alias = layer.target_name
+        note = ""
+        if layer.metrics is None and layer.status not in ("missing_in_target", "missing_in_reference"):
+            note = layer.reason.split(": ", 1)[-1]  # why an error / shape mismatch / not observable
+        return NameCell(layer.name, mark=mark, style="bold red" if mark else "", alias=alias, note=note)
+
+
+def _isolated_cosine(layer: LayerResult) -> float | None:
+    iso = layer.extra.get("isolated") or {}
+    return iso.get("cosine") if isinstance(iso, dict) else None
 
 
 class FindingsPanel:
@@ -249,10 +267,6 @@ def _num(value: float | None, digits: int) -> str:
     if value != 0 and (abs(value) >= 1e6 or abs(value) < 10 ** -digits):
         return f"{value:.2e}"
     return f"{value:.{digits}f}"
-
-
-def _short(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _nan_low(value: float) -> float:
