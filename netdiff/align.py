@@ -159,6 +159,11 @@ def align_dumps(reference: Dump, target: Dump, mapping: Mapping[str, str] | None
         transform, alternatives, why = reconcile_shapes(reference[ref_name], tensor)
         claimed[ref_name] = Match(ref_name, tensor.name, method, transform,
                                   reason=why, alternatives=alternatives)
+    fused = target.meta.get("not_observable")
+    if isinstance(fused, dict):  # reference tensors a converted target model fused away (netdiff.converted)
+        for name, why in fused.items():
+            if name in reference and name not in claimed:
+                not_observable.setdefault(name, str(why))
     matches = []
     for ref in reference:
         if ref.name in claimed:
@@ -186,6 +191,11 @@ def _pair(tensor: Tensor, index: _ReferenceIndex, mapping: dict[str, str], by_bl
         out_index = _index(tensor.meta.get("origin_output_index", 0)) if tensor.meta else 0
         name, how = index.resolve(tensor.origin_names[-1], out_index)
         if name is not None:
+            placed = tensor.meta.get("placed_by") if tensor.meta else None
+            if placed == "content":  # a converted model's tensor placed by its value (netdiff.converted)
+                return name, "content", str(tensor.meta.get("note") or f"holds {tensor.origin_names[-1]!r} (content check)")
+            if placed:
+                return name, "fusion-map", f"{tensor.name!r} holds {tensor.origin_names[-1]!r} (placed by {placed})"
             return name, "fusion-map", f"fusion map: holds {tensor.origin_names[-1]!r}"
         return None, "unmatched", f"fusion map names {tensor.origin_names[-1]!r}, which the reference does not have"
     if by_blob:

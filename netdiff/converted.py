@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from netdiff._lazy import lazy_import
-from netdiff.types import Precision
+from netdiff.types import Dump, Precision
 
 np = lazy_import("numpy")
 
@@ -76,8 +76,10 @@ def _quantized_precision(model: Any, reference_model: Any) -> Precision | None:
             source = node.input[0]
             if scale is None:
                 continue
-            if source in inits:  # a quantized weight (or bias) held as an initializer
-                if zp_type is None:
+            quantizer = producers.get(source)
+            float_weight = quantizer is not None and quantizer.op_type == "QuantizeLinear" and quantizer.input[0] in inits
+            if source in inits or float_weight:  # a quantized weight (or bias), or a float one with its Q/DQ pair
+                if zp_type is None and source in inits:
                     zp_type = inits[source].data_type
                 for user in consumers.get(node.output[0], []):
                     if len(user.input) > 1 and user.input[1] == node.output[0]:
@@ -100,7 +102,7 @@ def _quantized_precision(model: Any, reference_model: Any) -> Precision | None:
                 weight_types.append(wtype)
             per_channel = per_channel or np.size(scale) > 1
             weight_steps[_ref_name(node.name, ref_nodes)] = tuple(float(s) for s in np.ravel(scale))
-        elif node.op_type == "QuantizeLinear":
+        elif node.op_type == "QuantizeLinear" and node.input[0] not in inits:
             scale = array(node.input[1])
             zp_type = _elem_type(model, node.input[2] if len(node.input) > 2 else "", inits)
             if zp_type is not None:
@@ -140,3 +142,240 @@ def _ref_name(node_name: str, ref_nodes: set[str]) -> str:
     if node_name in ref_nodes or not node_name.endswith("_quant"):
         return node_name
     return node_name[: -len("_quant")]
+
+
+#: Ops converters insert that compute nothing of the float model: their outputs are the target's internals.
+HELPER_OPS = frozenset({"Cast", "QuantizeLinear", "DequantizeLinear", "ReorderInput", "ReorderOutput",
+                        "DynamicQuantizeLinear"})
+NCHWC_DOMAIN = "com.microsoft.nchwc"
+#: NCHWc block sizes MLAS uses (8: AVX2/NEON, 16: AVX-512); the dump does not say which.
+NCHWC_BLOCKS = (8, 16)
+
+
+def graph_kind(model: Any) -> str:
+    """"qoperator", "qdq", "fp16", "optimized" (onnxruntime/onnxsim fused ops) or "float"."""
+    ops = {n.op_type for n in model.graph.node}
+    if any(op.startswith("QLinear") or op in ("QGemm", "ConvInteger", "MatMulInteger") for op in ops):
+        return "qoperator"
+    if ops & {"QuantizeLinear", "DequantizeLinear"}:
+        return "qdq"
+    if model_precision(model) is not None:
+        return "fp16"
+    if any(n.domain in ("com.microsoft", NCHWC_DOMAIN) for n in model.graph.node):
+        return "optimized"
+    return "float"
+
+
+def adapt_target(reference_model: Any, target_model: Any, reference: Dump, target: Dump) -> Dump:
+    """The target model's dump in the reference's terms (docs/converted-models.md).
+
+    * QDQ: tensors placed on the float tensors they stand for (a DequantizeLinear output for the
+      tensor it quantizes; the quantizer's renamed outputs content-checked), Q/DQ outputs target-only.
+    * QOperator: quantized outputs dequantized with the scale and zero point the model holds.
+    * onnxruntime NCHWc (ORT_ENABLE_ALL): blocked tensors unpacked to NCHW.
+    * every kind: outputs of helper ops (Cast, Q/DQ, Reorder) are target-only; reference tensors
+      a fusion removed are listed in ``meta["not_observable"]``.
+    """
+    kind = graph_kind(target_model)
+    if kind == "qdq":
+        target = _placed_qdq(reference_model, target_model, reference, target)
+    elif kind == "qoperator":
+        target = _dequantized(target_model, reference, target)
+    target = _unpack_nchwc(target_model, reference, target)
+    _mark_internals(target_model, reference, target)
+    target.meta.setdefault("graph_kind", kind)
+    target.meta["not_observable"] = fused_away(reference, target)
+    return target
+
+
+def _placed_qdq(reference_model: Any, target_model: Any, reference: Dump, target: Dump) -> Dump:
+    from netdiff.runners.onnxrt import node_outputs
+    from netdiff.simulators._prepared import placed_dump
+    from netdiff.simulators._qdq_names import place_qdq
+    from netdiff.simulators.int8 import named_copy
+
+    float_model = named_copy(reference_model)
+    values = {t.name: t.load() for t in target if not t.error}
+    ref_values = {t.name: t.load() for t in reference if not t.error}
+    placement = place_qdq(float_model, target_model, values, ref_values)
+    float_outputs = {o.name: o for o in node_outputs(float_model)}
+    feeds = {n: values[n] for n in reference.graph_inputs if n in values}
+    dump = placed_dump(float_outputs, [n for n in reference.graph_inputs if n in feeds], list(reference.graph_outputs),
+                       feeds, values, placement, "qdq", {**target.meta}, source=target.source)
+    dump.format = target.format
+    used = {t.meta.get("simulated_tensor") for t in dump}
+    dump.target_only = [n for n in target.names if n not in used and n not in dump]
+    for name in dump.target_only:  # listed (never compared), so the summary still counts them
+        dump.tensors.setdefault(name, target[name])
+    return dump
+
+
+def _dequantized(target_model: Any, reference: Dump, target: Dump) -> Dump:
+    """QOperator: ``X_quantized`` (uint8/int8) becomes ``X`` = (q - zero_point) * scale."""
+    params = quantization_params(target_model)
+    tensors = dict(target.tensors)
+    internal: list[str] = []
+    for name, tensor in target.tensors.items():
+        if name not in params:
+            continue
+        base = name[: -len("_quantized")] if name.endswith("_quantized") else None
+        internal.append(name)
+        if base is None or base not in reference or base in target.tensors:
+            continue
+        scale, zero = params[name]
+
+        def load(t=tensor, s=scale, z=zero) -> Any:
+            return ((np.asarray(t.load(), dtype=np.float32) - np.float32(z)) * np.float32(s)).astype(np.float32)
+
+        ref = reference[base]
+        tensors[base] = type(tensor)(name=base, shape=tensor.shape, dtype="float32", loader=load, layout=tensor.layout,
+                                     op_type=tensor.op_type, order=tensor.order, inputs=tensor.inputs,
+                                     source=tensor.source, meta={**dict(tensor.meta), "dequantized_from": name,
+                                                                 "scale": float(scale), "zero_point": int(zero),
+                                                                 "reference_op": ref.op_type})
+    dump = Dump(tensors=tensors, source=target.source, format=target.format, graph_inputs=list(target.graph_inputs),
+                graph_outputs=list(target.graph_outputs), meta=dict(target.meta),
+                target_only=[*target.target_only, *internal])
+    return dump
+
+
+def quantization_params(model: Any) -> dict[str, tuple[float, int]]:
+    """Quantized tensor -> (scale, zero point) of a QOperator/QDQ model, per-tensor scales only.
+
+    Read where the model uses the tensor: the (scale, zero point) inputs that follow it at a
+    consumer (QLinear*, QGemm, DequantizeLinear) or that its producer (QuantizeLinear) was given.
+    """
+    from onnx import numpy_helper
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+
+    def value(name: str) -> Any:
+        return numpy_helper.to_array(inits[name]) if name in inits else None
+
+    found: dict[str, tuple[float, int]] = {}
+    for node in graph.node:
+        op = node.op_type
+        if not (op.startswith("QLinear") or op in ("QGemm", "DequantizeLinear", "QuantizeLinear")):
+            continue
+        ins = list(node.input)
+        slots: list[tuple[str, int]] = []
+        if op == "QuantizeLinear" and len(ins) >= 2:
+            slots.append((node.output[0], 1))
+        else:
+            for i, x in enumerate(ins):
+                if x and x not in inits and i + 1 < len(ins):
+                    slots.append((x, i + 1))
+            if op != "DequantizeLinear" and op != "QuantizeLinear":
+                # the output's own scale / zero point: the last float/int pair of a QLinear op's inputs
+                pairs = [i for i in range(1, len(ins) - 1) if ins[i] in inits and inits[ins[i]].data_type == 1
+                         and ins[i + 1] in inits and inits[ins[i + 1]].data_type in (2, 3)]
+                if pairs and node.output:
+                    slots.append((node.output[0], pairs[-1]))
+        for tensor, at in slots:
+            scale = value(ins[at]) if at < len(ins) else None
+            zero = value(ins[at + 1]) if at + 1 < len(ins) and ins[at + 1] else np.zeros((), np.int64)
+            if scale is None or zero is None or np.size(scale) != 1 or scale.dtype.kind != "f":
+                continue
+            found.setdefault(tensor, (float(np.ravel(scale)[0]), int(np.ravel(zero)[0])))
+    # ops that pass quantized data through (MaxPool, Flatten, Reshape ...) keep their input's parameters
+    for node in graph.node:
+        if node.domain in ("", "ai.onnx") and node.op_type in ("MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze",
+                                                               "Unsqueeze", "Identity") and node.input:
+            if node.input[0] in found and node.output[0] not in found:
+                found[node.output[0]] = found[node.input[0]]
+    return found
+
+
+def _unpack_nchwc(model: Any, reference: Dump, target: Dump) -> Dump:
+    """onnxruntime's NCHWc nodes (named ``<reference tensor>_nchwc``) hold blocked data: unpack it to NCHW."""
+    nodes = {n.output[0]: n for n in model.graph.node if n.domain == NCHWC_DOMAIN and n.output}
+    for name, node in nodes.items():
+        base = node.name[: -len("_nchwc")] if node.name.endswith("_nchwc") else None
+        if name not in target or base is None or base not in reference or base in target.tensors:
+            continue
+        tensor, ref = target[name], reference[base]
+        if len(tensor.shape) != 4 or tuple(tensor.shape[2:]) != tuple(ref.shape[2:]):
+            continue
+        raw, expected = np.asarray(tensor.load()), np.asarray(ref.load())
+        best = max(((_unblock(raw, b, ref.shape[1]), b) for b in NCHWC_BLOCKS if raw.shape[1] % b == 0),
+                   key=lambda p: _cos(p[0], expected), default=None)
+        if best is None or best[0] is None:
+            continue
+        array, block = best
+        target.tensors[base] = type(tensor).from_array(
+            base, array, op_type=tensor.op_type, order=tensor.order, inputs=tensor.inputs, source=tensor.source,
+            meta={**dict(tensor.meta), "nchwc_tensor": name, "nchwc_block": block})
+        target.target_only.append(name)
+    return target
+
+
+def _unblock(raw: Any, block: int, channels: int) -> Any:
+    n, c, h, w = raw.shape
+    out = np.ascontiguousarray(raw).reshape(n, c // block, h, w, block).transpose(0, 1, 4, 2, 3).reshape(n, c, h, w)
+    return out[:, :channels] if channels <= c else None
+
+
+def _cos(a: Any, b: Any) -> float:
+    if a is None or np.shape(a) != np.shape(b):
+        return -2.0
+    x, y = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    nx, ny = float(np.linalg.norm(x)), float(np.linalg.norm(y))
+    return float(x @ y / (nx * ny)) if nx > 0 and ny > 0 else -1.0
+
+
+def _mark_internals(model: Any, reference: Dump, target: Dump) -> None:
+    """Outputs of helper ops (Cast, Q/DQ, Reorder, NCHWc) that the reference does not name are target-only."""
+    internal = set(target.target_only)
+    consumers: dict[str, list[Any]] = {}
+    for node in model.graph.node:
+        for x in node.input:
+            consumers.setdefault(x, []).append(node)
+
+    def unplaced(name: str) -> bool:
+        return name in target.tensors and name not in reference and not target[name].origin_names
+
+    for node in model.graph.node:
+        if node.op_type in HELPER_OPS or node.domain == NCHWC_DOMAIN:
+            internal.update(o for o in node.output if o and unplaced(o))
+    for name in target.names:  # a value only a helper op reads (the float16 result before its Cast back)
+        users = consumers.get(name, [])
+        if unplaced(name) and users and all(u.op_type in HELPER_OPS for u in users):
+            internal.add(name)
+    target.target_only = [n for n in target.names if n in internal]
+
+
+def fused_away(reference: Dump, target: Dump) -> dict[str, str]:
+    """Reference tensors the target has no tensor for, computed inside a fused target op.
+
+    A missing reference tensor is fused away when its value flows, through missing tensors only,
+    into a tensor the target has, and comes from tensors the target has (or that are fused away
+    too): the converter computed the whole chain in one op and never wrote it.
+    """
+    present = {t.origin_names[-1] if t.origin_names else t.name for t in target if t.name not in target.target_only}
+    present |= set(target.graph_inputs)
+    consumers: dict[str, list[str]] = {}
+    for t in reference:
+        for x in t.inputs:
+            consumers.setdefault(x, []).append(t.name)
+    reasons: dict[str, str] = {}
+    for t in reference:  # topological order
+        if t.name in present or t.op_type == "Input" or t.name in reference.graph_outputs:
+            continue
+        if not t.inputs or not all(x in present or x in reasons or x not in reference for x in t.inputs):
+            continue
+        into = _first_present(t.name, consumers, present)
+        if into is not None:
+            reasons[t.name] = f"fused away: the target computes {into!r} in one op without writing this tensor"
+    return reasons
+
+
+def _first_present(name: str, consumers: dict[str, list[str]], present: set[str], depth: int = 4) -> str | None:
+    frontier = [name]
+    for _ in range(depth):
+        following = [c for n in frontier for c in consumers.get(n, [])]
+        for c in following:
+            if c in present:
+                return c
+        frontier = following
+    return None

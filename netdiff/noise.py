@@ -76,7 +76,7 @@ def assign_expected_noise(layers: list[LayerResult], reference: Dump, precision:
     """
     if precision is None or precision.kind not in PRECISIONS:
         return
-    weights = _weights(model) if model is not None else {}
+    weights = layer_weights(model) if model is not None else {}
     sigma: dict[str, float] = {}  # absolute noise rms per tensor
     rms: dict[str, float] = {}
     for layer in layers:
@@ -178,7 +178,7 @@ def _rms(value: np.ndarray) -> float:
     return float(np.sqrt(np.mean(x * x)))
 
 
-def _weights(model: Any) -> dict[str, tuple[np.ndarray, int]]:
+def layer_weights(model: Any) -> dict[str, tuple[np.ndarray, int]]:
     """Node name -> (float weight array, output-channel axis) for the weighted nodes of a model."""
     from onnx import numpy_helper
 

@@ -104,6 +104,8 @@ def compare(reference: Any, target: Any, inputs: InputsLike = None, *,
     tgt_side = _open_side(tgt_source, inputs, seed, progress, ref_side.feeds)
     if isinstance(mapping, (str, Path)):
         mapping = load_mapping(mapping)
+    if not mapping:
+        adapt_converted(ref_side, tgt_side)
     alignment = align_dumps(ref_side.dump, tgt_side.dump, mapping)
     layers = measure_all(ref_side.dump, tgt_side.dump, alignment, thresholds, workers, progress)
     report = Report(reference=ref_side.description, target=tgt_side.description, thresholds=thresholds,
@@ -111,6 +113,17 @@ def compare(reference: Any, target: Any, inputs: InputsLike = None, *,
     finish_report(report, ref_side, tgt_side, alignment, diagnose=diagnose, isolated=isolated,
                   precision=precision, score_threshold=score_threshold)
     return report
+
+
+def adapt_converted(ref_side: Side, tgt_side: Side) -> None:
+    """A target ONNX model written by a converter (QDQ, QOperator, fp16, optimized): its dump in the
+    reference's terms (:func:`netdiff.converted.adapt_target`)."""
+    ref_model, tgt_model = ref_side.model, tgt_side.model
+    if not (hasattr(ref_model, "onnx_model") and hasattr(tgt_model, "onnx_model")):
+        return
+    from netdiff.converted import adapt_target
+
+    tgt_side.dump = adapt_target(ref_model.onnx_model(), tgt_model.onnx_model(), ref_side.dump, tgt_side.dump)
 
 
 def target_precision(precision: Precision | str | None, ref_side: Side, tgt_side: Side) -> Precision | None:

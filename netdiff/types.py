@@ -488,8 +488,11 @@ class Report:
 
     def layer(self, name: str) -> LayerResult:
         """Return the result for a reference (or target) tensor name."""
+        for layer in self.layers:  # a reference name first: a converter may reuse it for another target tensor
+            if layer.name == name:
+                return layer
         for layer in self.layers:
-            if layer.name == name or layer.target_name == name:
+            if layer.target_name == name:
                 return layer
         raise KeyError(name)
 

@@ -14,6 +14,7 @@ from netdiff.diagnosis import scale  # noqa: E402,F401
 from netdiff.diagnosis import nnie  # noqa: E402,F401
 from netdiff.diagnosis import detection  # noqa: E402,F401
 from netdiff.diagnosis import ascend  # noqa: E402,F401
+from netdiff.diagnosis import quant_scale  # noqa: E402,F401
 from netdiff.diagnosis import weights  # noqa: E402,F401
 from netdiff.diagnosis import resample  # noqa: E402,F401
 from netdiff.diagnosis import axis  # noqa: E402,F401

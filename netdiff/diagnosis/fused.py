@@ -23,6 +23,8 @@ from netdiff.types import Dump, Finding, LayerResult, Match, Thresholds
 #: Single-input activations a converter fuses into the preceding op.
 ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "PRelu", "Elu",
                "Selu", "Softplus", "Mish", "Gelu", "Swish", "Relu6", "ReLU", "ReLU6", "TanH"}
+#: Ops a converter folds into the preceding Conv's weights (the Conv output then holds their value).
+FOLDED = {"BatchNormalization"}
 
 
 def realign_fused_activations(layers: list[LayerResult], reference: Dump, target: Dump,
@@ -38,7 +40,7 @@ def realign_fused_activations(layers: list[LayerResult], reference: Dump, target
             continue
         if layer.match is None or layer.match.transform is None or layer.op_type in ACTIVATIONS:
             continue
-        acts = [c for c in consumers.get(layer.name, []) if c.op_type in ACTIVATIONS and c.name in reference]
+        acts = _fusable_consumers(layer.name, consumers, reference)
         if not acts and not (layer.metrics.target_min >= 0 and layer.metrics.ref_min < 0):
             continue
         try:
@@ -57,13 +59,29 @@ def realign_fused_activations(layers: list[LayerResult], reference: Dump, target
                 fixed.append(layer.name)
                 break
         else:
-            if not acts and layer.metrics.target_min >= 0:
+            direct = [a for a in acts if a.op_type in ACTIVATIONS and layer.name in a.inputs]
+            if not direct and layer.metrics.target_min >= 0:
                 relu = np.maximum(ref, 0)
                 metrics = compute_metrics(relu, tgt)
                 if thresholds.passes(metrics):
                     _realign(layer, relu, tgt, metrics, None, "Relu")
                     fixed.append(layer.name)
     return fixed
+
+
+def _fusable_consumers(name: str, consumers: dict[str, list[LayerResult]], reference: Dump) -> list[LayerResult]:
+    """Activations reading ``name``, and a BatchNormalization reading it (folded into a Conv by onnxsim or
+    onnxruntime) followed by its activations."""
+    found = []
+    for c in consumers.get(name, []):
+        if c.name not in reference:
+            continue
+        if c.op_type in ACTIVATIONS:
+            found.append(c)
+        elif c.op_type in FOLDED:
+            found.append(c)
+            found.extend(a for a in consumers.get(c.name, []) if a.op_type in ACTIVATIONS and a.name in reference)
+    return found
 
 
 def _realign(layer: LayerResult, act_ref: np.ndarray, tgt: np.ndarray, metrics, act_name: str | None,
@@ -112,5 +130,6 @@ def fused_activation(context: Context) -> Iterator[Finding]:
         yield Finding(
             "fused_activation", layer.name, "info",
             f"The target's {layer.target_name} holds {info['activation']}({layer.name}): the converter fused the "
-            f"activation into {layer.op_type or 'the op'}; netdiff compared it with {info['measured_against']} instead.",
+            f"{'folded op' if info['activation'] in FOLDED else 'activation'} into {layer.op_type or 'the op'}; "
+            f"netdiff compared it with {info['measured_against']} instead.",
             info, "nothing to change: the fusion is expected (pass a fusion map to name it explicitly)")

@@ -81,30 +81,8 @@ class PreparedTarget:
         ref_values = {t.name: t.load() for t in reference} if reference is not None else None
         placement = self.place(values, ref_values)
         self.last_placement = placement
-        names = dump_names(placement, set(self.float_outputs))
-        tensors: dict[str, Tensor] = {}
-        for name in self.graph_inputs:
-            tensors[name] = Tensor.from_array(name, np.asarray(feeds[name]), op_type="Input", order=0, source="input")
-        for float_name, info in self.float_outputs.items():
-            target = placement.targets.get(float_name)
-            if target is None or target not in values:
-                continue
-            meta = {"node": info.node_name, "output_index": info.output_index,
-                    "placed_by": placement.methods.get(float_name, "name"), "dtype": str(values[target].dtype),
-                    "simulated_tensor": target}
-            if float_name in placement.notes:
-                meta["note"] = placement.notes[float_name]
-            name = names[float_name]
-            origin = (float_name,) if name != float_name else ()
-            tensors[name] = Tensor.from_array(name, _as_float32(values[target]), op_type=info.op_type,
-                                                order=info.order, inputs=info.inputs, origin_names=origin,
-                                                source=f"simulated-{self.kind}", meta=meta)
-        meta = {**self.meta, "simulator": self.kind, "float_tensors": len(self.float_outputs),
-                "placed": len(placement.targets),
-                "content_checked": sum(1 for m in placement.methods.values() if m == "content")}
-        return Dump(tensors=tensors, source=f"simulated {self.kind}", format=f"simulated-{self.kind}",
-                    graph_inputs=list(self.graph_inputs), graph_outputs=[names.get(o, o) for o in self.graph_outputs],
-                    meta=meta)
+        return placed_dump(self.float_outputs, self.graph_inputs, self.graph_outputs, feeds, values, placement,
+                           self.kind, self.meta)
 
     def isolated(self, feeds: Mapping[str, np.ndarray], reference: Dump) -> dict[str, np.ndarray]:
         """Each layer simulated alone on the float reference's inputs (float name -> value)."""
@@ -115,6 +93,48 @@ class PreparedTarget:
         placement = self.place(values, ref_values)
         dtypes = {k: v.dtype.name for k, v in values.items()}
         return isolated_values(self.model, placement.targets, placement.boundaries, ref_values, dtypes)
+
+
+def placed_dump(float_outputs: Mapping[str, Any], graph_inputs: list[str], graph_outputs: list[str],
+                feeds: Mapping[str, np.ndarray], values: Mapping[str, np.ndarray], placement: Placement, kind: str,
+                meta: Mapping[str, Any] | None = None, source: str = "") -> Dump:
+    """The target dump of a model whose values are placed on the float model's tensors.
+
+    Args:
+        float_outputs: Float tensor name -> its ``NodeOutput`` (op type, order, inputs, node).
+        graph_inputs: The float model's input names (their values come from ``feeds``).
+        graph_outputs: The float model's output names.
+        feeds: Input values.
+        values: Every value of the target model's run, by the target's tensor names.
+        placement: Where each float tensor's value is in ``values``.
+        kind: Short name of the target ("int8", "qdq", ...): formats and sources are named after it.
+        meta: Extra dump meta.
+        source: Dump source (default "simulated <kind>").
+    """
+    names = dump_names(placement, set(float_outputs))
+    tensors: dict[str, Tensor] = {}
+    for name in graph_inputs:
+        tensors[name] = Tensor.from_array(name, np.asarray(feeds[name]), op_type="Input", order=0, source="input")
+    for float_name, info in float_outputs.items():
+        target = placement.targets.get(float_name)
+        if target is None or target not in values:
+            continue
+        tmeta = {"node": info.node_name, "output_index": info.output_index,
+                 "placed_by": placement.methods.get(float_name, "name"), "dtype": str(values[target].dtype),
+                 "simulated_tensor": target}
+        if float_name in placement.notes:
+            tmeta["note"] = placement.notes[float_name]
+        name = names[float_name]
+        origin = (float_name,) if name != float_name else ()
+        tensors[name] = Tensor.from_array(name, _as_float32(values[target]), op_type=info.op_type,
+                                          order=info.order, inputs=info.inputs, origin_names=origin,
+                                          source=f"simulated-{kind}", meta=tmeta)
+    dump_meta = {**dict(meta or {}), "simulator": kind, "float_tensors": len(float_outputs),
+                 "placed": len(placement.targets),
+                 "content_checked": sum(1 for m in placement.methods.values() if m == "content")}
+    return Dump(tensors=tensors, source=source or f"simulated {kind}", format=f"simulated-{kind}",
+                graph_inputs=list(graph_inputs), graph_outputs=[names.get(o, o) for o in graph_outputs],
+                meta=dump_meta)
 
 
 def dump_names(placement: Placement, float_names: set[str]) -> dict[str, str]:

@@ -60,12 +60,15 @@ def dequantized_copies(qdq_model: Any) -> dict[str, str]:
 def raw_outputs(float_model: Any, qdq_model: Any) -> dict[str, str]:
     """QDQ tensor -> float tensor, for outputs of nodes the float model has (same name and type)."""
     float_nodes = {n.name: n for n in float_model.graph.node if n.name}
+    by_output = {o: n for n in float_model.graph.node for o in n.output if o}
     result = {}
     for node in qdq_model.graph.node:
         if node.op_type in QDQ_OPS:
             continue
         original = float_nodes.get(node.name)
         if original is None or original.op_type != node.op_type:
+            # a node the converter named otherwise: the same output name from the same op type
+            result.update({o: o for o in node.output if o in by_output and by_output[o].op_type == node.op_type})
             continue
         for out, orig in zip(node.output, original.output):
             if out and orig:
