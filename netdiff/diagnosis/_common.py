@@ -96,15 +96,20 @@ def severity_at(context: Context, cosine_as_modelled: float) -> str:
 
 
 def name_constant(k: float, rtol: float = 0.02) -> str | None:
-    """Label of a well-known constant (255, 1/256, 4096, 2^n, ...) within ``rtol``, else None."""
-    for value, label in _NAMED:
-        if abs(k / value - 1.0) <= rtol:
-            return label
+    """Label of the well-known constant (255, 1/256, 4096, 2^n, ...) closest to ``k`` within ``rtol``,
+    else None. The closest wins, so 1/256 (NNIE's default data_scale) is never named 1/255."""
+    found = [(abs(k / value - 1.0), label) for value, label in _NAMED if abs(k / value - 1.0) <= rtol]
     if k > 0:
         n = round(math.log2(k))
         if n != 0 and abs(k / 2.0 ** n - 1.0) <= rtol:
-            return f"2^{n}"
-    return None
+            found.append((abs(k / 2.0 ** n - 1.0) + 1e-12, f"2^{n}"))  # a named constant wins a tie
+    return min(found)[1] if found else None
+
+
+def describe_factor(k: float) -> str:
+    """A fitted factor for a message: its name with the fitted value ("1/256 (fitted 0.00390625)"), or the value."""
+    label = name_constant(k)
+    return f"{label} (fitted {k:.6g})" if label else f"{k:.6g}"
 
 
 def channel_axis(shape: tuple[int, ...], layout: str | None = None) -> int | None:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from netdiff.diagnosis._common import channel_axis, fmt_list, name_constant, pick, rounded
+from netdiff.diagnosis._common import channel_axis, describe_factor, fmt_list, name_constant, pick, rounded
 from netdiff.diagnosis._inputfit import AFFINE_OPS, InputExplanation, explain_input, is_identity, is_scale
 from netdiff.diagnosis.base import Context, register_rule
 from netdiff.types import Finding, LayerResult
@@ -159,7 +159,7 @@ def _scale_or_normalization(context: Context, name: str, fit, ex: InputExplanati
                             evidence_base: dict) -> Finding:
     k = is_scale(fit, ex.ref_std)
     if k is not None:
-        label = name_constant(k) or f"{k:.6g}"
+        label = describe_factor(k)
         inv = 1.0 / k
         return Finding(
             "input_scale", name, "error",

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from netdiff.diagnosis._common import candidate_pairs, name_constant, pick, toolchain
+from netdiff.diagnosis._common import candidate_pairs, describe_factor, name_constant, pick, toolchain
 from netdiff.diagnosis.base import Context, register_rule
 from netdiff.types import Finding
 
@@ -84,6 +84,6 @@ def _finding(context: Context, name: str, k: float, residual: float, pair: tuple
         why = "a scale (de-normalization, output scaling) is missing or applied twice"
         fix = f"multiply the target's {name} by {1.0 / k:.6g}, or apply the missing output scaling in the target"
     return Finding("output_scale", name, "error",
-                   f"{name} is {label or f'{k:.6g}'} × the reference ({evidence['elements']} values fitted): {why}.",
+                   f"{name} is {describe_factor(k)} × the reference ({evidence['elements']} values fitted): {why}.",
                    evidence,
                    pick(context, generic=fix))

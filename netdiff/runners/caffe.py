@@ -44,6 +44,20 @@ def _run_host_step(step: Any, tensors: dict[str, Tensor]) -> Tensor:
                              meta={"node": out.layer, "output_index": out.index, "blob": out.blob})
 
 
+def _require_inputs(net: Any) -> None:
+    """A net without Input layer / input: fields: the deploy hint when it is a train_test net."""
+    from netdiff.caffe.net import TRAINING_TYPES
+
+    if net.inputs:
+        return
+    training = next((layer for layer in net.layers if layer.type in TRAINING_TYPES), None)
+    if training is not None:
+        raise ModelError(f"{net.source}: layer {training.name!r} has type {training.type}, a training-only layer; use "
+                         "the deploy prototxt (Input layer or input:/input_shape) instead")
+    raise ModelError(f"{net.source}: the net declares no input (no Input layer, no input:/input_shape); "
+                     "use the deploy prototxt")
+
+
 @register_runner("caffe")
 class CaffeModel(Model):
     """A Caffe deploy net executed per layer with Caffe semantics (see docs/caffe.md).
@@ -106,6 +120,7 @@ class CaffeModel(Model):
             from netdiff.caffe.net import load_net
 
             self._structure = load_net(self.path, shapes=False)
+            _require_inputs(self._structure)
         return [InputSpec(name, tuple(shape), "float32", flexible_batch=True)
                 for name, shape in self._structure.inputs.items()]
 
