@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from netdiff.errors import ModelError, ReferenceRunError
+from netdiff.errors import ModelError, ReferenceRunError, UnsupportedOpError
 from netdiff.runners.base import InputSpec, Model, register_runner
 from netdiff.types import Dump, Tensor
 
@@ -52,7 +52,7 @@ def _require_inputs(net: Any) -> None:
         return
     training = next((layer for layer in net.layers if layer.type in TRAINING_TYPES), None)
     if training is not None:
-        raise ModelError(f"{net.source}: layer {training.name!r} has type {training.type}, a training-only layer; use "
+        raise UnsupportedOpError(f"{net.source}: layer {training.name!r} has type {training.type}, a training-only layer; use "
                          "the deploy prototxt (Input layer or input:/input_shape) instead")
     raise ModelError(f"{net.source}: the net declares no input (no Input layer, no input:/input_shape); "
                      "use the deploy prototxt")
