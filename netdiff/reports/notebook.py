@@ -94,17 +94,19 @@ def report_html(report: Report, rows: int = HTML_ROWS) -> str:
 
 def _layer_table(report: Report, rows: int) -> str:
     origins = set(report.origins)
-    head = "".join(f"<th>{h}</th>" for h in ("#", "layer", "op", "status", *HTML_METRICS, "gain"))
+    names = ("#", "layer", "op", "status", *HTML_METRICS, "gain")
+    head = "".join(f"<th{_RIGHT if k >= 4 or k == 0 else ''}>{h}</th>" for k, h in enumerate(names))
     body = []
     for i, layer in enumerate(report.layers[:rows]):
-        m = layer.metrics.as_dict() if layer.metrics is not None else {}
+        m = {k: getattr(layer.metrics, k) for k in HTML_METRICS} if layer.metrics is not None else {}
         mark = " ◆" if layer.name in origins else ""
         cells = [str(layer.order if layer.order is not None else i), f"<code>{escape(layer.name)}</code>{mark}",
                  escape(layer.op_type or ""), escape(layer.status),
                  *(_number(m.get(k), k) for k in HTML_METRICS),
                  _number(layer.error_gain, "gain")]
         style = " style=\"color:#cf222e\"" if layer.status == "diverged" else ""
-        body.append(f"<tr{style}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        body.append(f"<tr{style}>" + "".join(f"<td{_RIGHT if k >= 4 or k == 0 else ''}>{c}</td>"
+                                              for k, c in enumerate(cells)) + "</tr>")
     more = len(report.layers) - rows
     tail = (f"<div><i>{more} more layer(s): report.to_dataframe() has them all</i></div>" if more > 0 else "")
     return (f"<details{' open' if len(report.layers) <= 40 else ''}><summary>layers</summary>"
@@ -156,6 +158,7 @@ def layer_record(i: int, layer: LayerResult, origins: set[str]) -> dict[str, Any
     return record
 
 
+_RIGHT = " style=\"text-align:right\""
 _COUNTS = {"ref_nan", "ref_inf", "target_nan", "target_inf", "count", "finite_count"}
 _EMPTY = LayerResult(name="", target_name=None, op_type=None, order=None, status="ok")
 
@@ -184,6 +187,8 @@ def _number(value: Any, key: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     value = float(value)
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
     if key == "cosine":
         return f"{value:.6f}"
     if key == "sqnr_db":
