@@ -203,6 +203,7 @@ def _placed_qdq(reference_model: Any, target_model: Any, reference: Dump, target
     dump = placed_dump(float_outputs, [n for n in reference.graph_inputs if n in feeds], list(reference.graph_outputs),
                        feeds, values, placement, "qdq", {**target.meta}, source=target.source)
     dump.format = target.format
+    dump.meta.pop("simulator", None)
     used = {t.meta.get("simulated_tensor") for t in dump}
     dump.target_only = [n for n in target.names if n not in used and n not in dump]
     for name in dump.target_only:  # listed (never compared), so the summary still counts them
@@ -349,9 +350,13 @@ def fused_away(reference: Dump, target: Dump) -> dict[str, str]:
     """Reference tensors the target has no tensor for, computed inside a fused target op.
 
     A missing reference tensor is fused away when its value flows, through missing tensors only,
-    into a tensor the target has, and comes from tensors the target has (or that are fused away
-    too): the converter computed the whole chain in one op and never wrote it.
+    into a tensor the target has and writes with *another op* than the reference (FusedConv for
+    Relu, Gemm for Add, QLinearConv for Conv), and comes from tensors the target has (or that are
+    fused away too): the converter computed the whole chain in one op and never wrote it.
     """
+    fused_ops = {t.origin_names[-1] if t.origin_names else t.name for t in target
+                 if t.op_type and t.name not in target.target_only}
+    fused_ops = {n for n in fused_ops if n in reference and _producer_op(target, n) != reference[n].op_type}
     present = {t.origin_names[-1] if t.origin_names else t.name for t in target if t.name not in target.target_only}
     present |= set(target.graph_inputs)
     consumers: dict[str, list[str]] = {}
@@ -364,10 +369,17 @@ def fused_away(reference: Dump, target: Dump) -> dict[str, str]:
             continue
         if not t.inputs or not all(x in present or x in reasons or x not in reference for x in t.inputs):
             continue
-        into = _first_present(t.name, consumers, present)
+        into = _first_present(t.name, consumers, fused_ops)
         if into is not None:
             reasons[t.name] = f"fused away: the target computes {into!r} in one op without writing this tensor"
     return reasons
+
+
+def _producer_op(target: Dump, name: str) -> str | None:
+    tensor = target.tensors.get(name)
+    if tensor is None:
+        tensor = next((t for t in target if t.origin_names and t.origin_names[-1] == name), None)
+    return tensor.op_type if tensor is not None else None
 
 
 def _first_present(name: str, consumers: dict[str, list[str]], present: set[str], depth: int = 4) -> str | None:

@@ -119,8 +119,8 @@ def adapt_converted(ref_side: Side, tgt_side: Side) -> None:
     """A target ONNX model written by a converter (QDQ, QOperator, fp16, optimized): its dump in the
     reference's terms (:func:`netdiff.converted.adapt_target`)."""
     ref_model, tgt_model = ref_side.model, tgt_side.model
-    if not (hasattr(ref_model, "onnx_model") and hasattr(tgt_model, "onnx_model")):
-        return
+    if getattr(ref_model, "name", None) != "onnx" or getattr(tgt_model, "name", None) != "onnx":
+        return  # both ONNX models run by onnxruntime (a Caffe translation keeps its own names)
     from netdiff.converted import adapt_target
 
     tgt_side.dump = adapt_target(ref_model.onnx_model(), tgt_model.onnx_model(), ref_side.dump, tgt_side.dump)
