@@ -27,26 +27,55 @@ def accounted(context: Context) -> bool:
                for f in context.findings)
 
 
+def unaccounted_origins(context: Context) -> list[str]:
+    """Origins no finding is about and no rule claimed (all of them once the error is found accumulated)."""
+    if any(f.kind in _ACCOUNTS for f in context.findings):
+        return []
+    about = {f.layer for f in context.findings if f.severity != "info"}
+    by_name = {x.name: x for x in context.report.layers}
+    return [n for n in context.report.origins if n not in about and n not in context.explained
+            and n not in context.reference.graph_inputs and n in by_name and not _right_alone(context, by_name[n])]
+
+
+def _right_alone(context: Context, layer: LayerResult) -> bool:
+    """True when the layer's isolated re-run is within the thresholds or the precision's noise (it accumulated)."""
+    from netdiff.diagnosis._common import isolated_noise
+
+    iso = layer.extra.get("isolated") if layer.extra else None
+    if not isinstance(iso, dict) or iso.get("cosine") is None:
+        return False
+    cos, rel = iso["cosine"], iso.get("rel_l2")
+    th = context.report.thresholds
+    within = cos >= th.cosine and (rel is None or rel <= th.rel_l2)
+    return within or isolated_noise(context, layer, cos, rel) is not None
+
+
 @register_rule("unexplained")
 def unexplained(context: Context) -> Iterator[Finding]:
-    """unexplained_divergence when the report diverged and no finding accounts for it."""
-    if not context.report.diverged or accounted(context):
+    """unexplained_divergence when the report diverged and no finding accounts for it, or for some origin."""
+    if not context.report.diverged:
         return
-    yield unexplained_finding(context)
+    left = unaccounted_origins(context)
+    if left or not accounted(context):
+        yield unexplained_finding(context, left)
 
 
-def unexplained_finding(context: Context) -> Finding:
-    """The facts of a divergence no rule explained, and what to try next."""
+def unexplained_finding(context: Context, left: list[str] | None = None) -> Finding:
+    """The facts of a divergence no rule explained (at the origins ``left``, else the first divergence), and
+    what to try next."""
     report = context.report
     by_name = {x.name: x for x in report.layers}
-    first = by_name.get(report.first_divergence or "") or next(x for x in report.layers if x.status == "diverged")
-    origins = [by_name[n] for n in report.origins if n in by_name][:MAX_ORIGINS]
+    names = [n for n in (left or report.origins) if n in by_name]
+    first = (by_name[names[0]] if names else by_name.get(report.first_divergence or "")
+             or next(x for x in report.layers if x.status == "diverged"))
+    origins = [by_name[n] for n in names][:MAX_ORIGINS]
     diverged = [x for x in report.layers if x.status == "diverged"]
     compared = [x for x in report.layers if x.metrics is not None]
     outputs = [by_name[n] for n in report.meta.get("graph_outputs", []) or context.reference.graph_outputs
                if n in by_name and by_name[n].metrics is not None]
     evidence = {
-        "first_divergence": first.name, "first_cosine": _r(first.metrics.cosine if first.metrics else None),
+        "first_divergence": report.first_divergence, "at": first.name,
+        "cosine": _r(first.metrics.cosine if first.metrics else None),
         "origins": [_facts(x) for x in origins],
         "diverged_layers": len(diverged), "compared_layers": len(compared),
         "growth": [[x.name, _r(x.metrics.rel_l2)] for x in compared if (x.order or 0) >= (first.order or 0)][:12],
@@ -57,17 +86,16 @@ def unexplained_finding(context: Context) -> Finding:
         isolated = ", ".join(f"{x.name} {_r(x.extra['isolated'].get('cosine'))}" for x in measured)
         how = f"isolated re-runs on the target's own inputs reach cosine {isolated}"
     else:
-        how = "no isolated re-run was possible (no reference model, or the tensors before it were not dumped)"
-    upstream = [x for x in origins if not x.inputs or all(by_name.get(i) is None or by_name[i].metrics is None
-                                                         for i in x.inputs)]
+        how = "no isolated re-run was possible (no reference model, or no tensor before it was dumped)"
     tries = []
-    if upstream or not measured:
+    if not measured:
         tries.append(f"dump more tensors before {first.name} (the target's input and a few feature maps) so the "
                      "error can be localised and re-run")
     tries.append("re-run with --isolated all to measure every layer's own error")
     tries.append("check the target's input and preprocessing, and the converter's log for this layer")
-    cos = evidence["first_cosine"]
-    message = (f"The target diverges from {first.name} (cosine {cos if cos is not None else 'undefined'}; "
+    cos = evidence["cosine"]
+    others = f" (also {', '.join(x.name for x in origins[1:])})" if len(origins) > 1 else ""
+    message = (f"The target diverges at {first.name}{others} (cosine {cos if cos is not None else 'undefined'}; "
                f"{len(diverged)} of {len(compared)} compared tensors diverged) and no rule names a cause: {how}.")
     return Finding("unexplained_divergence", first.name, "warning", message, evidence, "; ".join(tries))
 

@@ -59,7 +59,7 @@ def test_no_output_scale_fitted_on_a_scalar(tmp_path: Path) -> None:
     assert "output_scale" not in [k for k, _ in _kinds(report)]
     assert _kinds(report) == [("unexplained_divergence", "k")]
     facts = report.findings[0].evidence
-    assert facts["first_divergence"] == "k" and facts["origins"][0]["layer"] == "k"
+    assert facts["first_divergence"] == facts["at"] == "k" and facts["origins"][0]["layer"] == "k"
 
 
 def test_output_scale_says_how_many_values_it_fitted() -> None:

@@ -115,3 +115,35 @@ def test_very_sparse_dumps(tmp_path: Path, keep: tuple[str, ...]) -> None:
     assert not any("inputs match" in f.message for f in report.findings)
     if "input" in keep:
         assert ("axis_semantics", "prob") in _kinds(report)
+
+
+def test_slim320_with_only_boxes_and_scores_dumped():
+    """A real face detector (../shared slim-320, Caffe) whose board dump holds only boxes and scores, the scores
+    left in Q20.12 (x4096), the boxes noisy: output_scale at scores; about boxes only the measured facts, no
+    claim about the inputs that were not dumped (issue 18)."""
+    from tests.conftest import FIXTURES, shared_dir
+
+    cv2 = pytest.importorskip("cv2", reason="opencv-python-headless is not installed")
+    shared = shared_dir()
+    proto = shared / "fixtures" / "caffe" / "slim320" / "slim-320.prototxt" if shared else None
+    if proto is None or not proto.is_file():
+        pytest.skip("../shared/fixtures/caffe/slim320 is absent")
+    from netdiff.runners.caffe import CaffeModel
+    from netdiff.types import Dump, Tensor
+
+    model = CaffeModel(proto)
+    bgr = cv2.imread(str(FIXTURES / "images" / "astronaut_face_320x240.png"))
+    x = (np.ascontiguousarray(bgr[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)) - 127.0) / 128.0
+    out = model.run({"input": x})
+    scores = np.array(out["scores"].load()) * 4096.0
+    boxes = np.array(out["boxes"].load())
+    noisy = boxes + 0.2 * np.abs(boxes).mean() * np.random.default_rng(0).standard_normal(boxes.shape).astype(np.float32)
+    for name, kept in (("scores only", {"boxes": boxes}), ("noisy boxes", {"boxes": noisy})):
+        tensors = {"scores": Tensor.from_array("scores", scores.astype(np.float32))}
+        tensors.update({n: Tensor.from_array(n, v) for n, v in kept.items()})
+        report = netdiff.compare(model, Dump(tensors, source="board", format="npy-dir"), {"input": x})
+        assert report.findings[0].kind == "output_scale" and report.findings[0].layer == "scores", name
+        assert report.findings[0].evidence["factor_named"] == "4096 (Q12)"
+        assert not any("inputs match" in f.message or f.kind == "introduced_error" for f in report.findings), name
+    assert _kinds(report)[1:] == [("unexplained_divergence", "boxes")]
+    assert "dump more tensors before boxes" in report.findings[1].suggestion
