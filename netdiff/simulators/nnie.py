@@ -9,6 +9,11 @@
   (before quantizing them), and an activation (Relu, LeakyRelu, PRelu, Clip, Sigmoid, Tanh) right
   after a fused compute layer reads the accumulator, not a re-quantized input.
 * Every float node output is rounded to Q20.12 (1/4096), as stored in DDR.
+* A Caffe layer translated into several ONNX nodes (Normalize = ReduceSumSquare, Add, Sqrt, Div,
+  Mul; Scale, Power, ...) runs as one layer, as the mapper runs it: its inputs quantized once, its
+  intermediates in float, its output in Q20.12 (quantizing each piece flushes Normalize's sum of
+  squares to 0 and divides 0 by 0). Groups are found by the translation's node names
+  (``<layer>/<Op><k>`` then ``<layer>``); groups holding a weighted or folded node stay per node.
 
 Nodes run one at a time with onnxruntime. See docs/nnie.md for the format and its sources.
 """
@@ -89,6 +94,35 @@ class _Plan:
                 p = next(c for c, b in self.folded.items() if b == p)
             if p in compute and len(consumers.get(src, [])) == 1 and src not in outputs:
                 self.fused_inputs.add((i, src))
+        self.groups, self.grouped = self._layer_groups(consumers, outputs)
+
+    def _layer_groups(self, consumers: dict[str, list[int]], outputs: set[str]) -> tuple[dict[int, list[int]], set[int]]:
+        """Caffe layers translated into several nodes: last node index -> member indices, and the members."""
+        import re
+
+        by_name = {n.name: i for i, n in enumerate(self.nodes) if n.name}
+        members: dict[int, list[int]] = {}
+        for i, node in enumerate(self.nodes):
+            m = re.fullmatch(r"(.+)/[A-Za-z]+\d+", node.name or "")
+            last = by_name.get(m.group(1)) if m else None
+            if last is not None and last > i:
+                members.setdefault(last, []).append(i)
+        groups: dict[int, list[int]] = {}
+        grouped: set[int] = set()
+        fused_nodes = {i for i, _ in self.fused_inputs}
+        for last, inner in members.items():
+            group = inner + [last]
+            inner_set = set(inner)
+            if any(self.nodes[i].op_type in WEIGHTED or i in self.folded or i in self.skip or i in fused_nodes
+                   for i in group):
+                continue
+            internal = [o for i in inner for o in self.nodes[i].output if o]
+            if any(o in outputs or any(c not in inner_set and c != last for c in consumers.get(o, []))
+                   for o in internal):
+                continue  # an intermediate is used outside the layer: keep the nodes apart
+            groups[last] = group
+            grouped.update(inner)
+        return groups, grouped
 
 
 def _fold(node: Any, bn: Any, init: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -143,7 +177,13 @@ def simulate_nnie(model: Any, feeds: Feeds, calibration: Sequence[Feeds], bits: 
     tensors: dict[str, Tensor] = {n: Tensor.from_array(n, env[n], op_type="Input", order=0, source="input") for n in specs}
     weights_done = 0
     for i, node in enumerate(plan.nodes):
-        if i in plan.skip:
+        if i in plan.skip or i in plan.grouped:
+            continue
+        if i in plan.groups:
+            group_bits = 16 if any(names[j] in hp or any(o in hp for o in plan.nodes[j].output)
+                                   for j in plan.groups[i]) else bits
+            _run_group(model, plan, [plan.nodes[j] for j in plan.groups[i]], names[i], i, env, tensors, tops,
+                       group_bits, inputs_from)
             continue
         node_bits = 16 if names[i] in hp or any(o in hp for o in node.output) else bits
         inputs: list[np.ndarray | None] = []
@@ -200,6 +240,56 @@ def simulate_nnie(model: Any, feeds: Feeds, calibration: Sequence[Feeds], bits: 
             "data_format": "logarithmic (GFPQ), outputs Q20.12"}
     return Dump(tensors=tensors, source=f"simulated nnie{bits}", format=f"simulated-nnie{bits}",
                 graph_inputs=list(specs), graph_outputs=[o.name for o in model.graph.output], meta=meta)
+
+
+def _run_group(model: Any, plan: _Plan, nodes: list[Any], name: str, index: int, env: dict[str, np.ndarray],
+               tensors: dict[str, Tensor], tops: RunningMax, bits: int, inputs_from: Dump | None) -> None:
+    """Run the nodes of one Caffe layer as one NNIE layer: quantized inputs, float inside, Q20.12 output."""
+    from onnx import helper, numpy_helper
+
+    from netdiff.runners.onnxrt import make_session
+
+    produced = {o for n in nodes for o in n.output if o}
+    external = [x for n in nodes for x in n.input if x and x not in produced]
+    feeds: dict[str, np.ndarray] = {}
+    graph_inputs, initializers = [], []
+    for x in dict.fromkeys(external):
+        if x in plan.init:
+            initializers.append(numpy_helper.from_array(np.asarray(plan.init[x]), x))
+            continue
+        if inputs_from is not None and x in inputs_from:
+            value = np.asarray(inputs_from[x].load())
+        elif x in env:
+            value = env[x]
+        else:
+            raise ModelError(f"layer {name} reads {x!r}, which no earlier node produces (graph not topologically sorted?)")
+        if value.dtype.kind == "f" and x in tops:
+            value = log_quantize(value, tops[x], bits)
+        feeds[x] = value
+        graph_inputs.append(helper.make_tensor_value_info(x, helper.np_dtype_to_tensor_dtype(value.dtype), None))
+    last = nodes[-1]
+    out_names = [o for o in last.output if o]
+    graph = helper.make_graph(list(nodes), f"nnie_{name}", graph_inputs,
+                              [onnx.ValueInfoProto(name=o) for o in out_names], initializers)
+    single = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+    single.functions.extend(model.functions)
+    try:
+        results = make_session(single).run(out_names, feeds)
+    except Exception as e:
+        raise ReferenceRunError(f"NNIE simulation of layer {name} ({', '.join(n.op_type for n in nodes)}) failed: "
+                                f"{str(e).splitlines()[0]}") from e
+    for k, (out, value) in enumerate(zip(out_names, results)):
+        value = np.asarray(value)
+        if value.dtype.kind == "f":
+            value = to_q12(value).astype(value.dtype)
+        env[out] = value
+        meta: dict[str, Any] = {"node": name, "output_index": k, "bits": bits,
+                                "layer_nodes": [n.op_type for n in nodes]}
+        if out in tops:
+            meta["nnie_top"] = tops[out]
+        tensors[out] = Tensor.from_array(out, value, op_type=last.op_type, order=index + 1,
+                                         inputs=tuple(dict.fromkeys(x for x in external if x not in plan.init)),
+                                         source="nnie simulator", meta=meta)
 
 
 def _run_node(model: Any, node: Any, name: str, in_names: list[str], inputs: list[np.ndarray | None],
