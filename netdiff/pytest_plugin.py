@@ -49,9 +49,16 @@ def _save_failure(error: BaseException, out: Path, nodeid: str) -> None:
 
     if not isinstance(error, NetdiffAssertionError) or getattr(error, "saved", None):
         return
-    paths = save_reports(error.report, out, nodeid)
-    error.saved = paths  # type: ignore[attr-defined]
+    from netdiff.errors import NetdiffError
+
     message = error.args[0] if error.args else ""
+    try:
+        paths = save_reports(error.report, out, nodeid)
+    except (OSError, NetdiffError) as e:  # never turn a test failure into a pytest internal error
+        error.saved = True  # type: ignore[attr-defined]
+        error.args = (f"{message}\nnetdiff reports: not written to {out} ({e})", *error.args[1:])
+        return
+    error.saved = paths  # type: ignore[attr-defined]
     error.args = (f"{message}\nnetdiff reports: {paths[1]} (HTML), {paths[0]} (JSON)", *error.args[1:])
 
 

@@ -79,3 +79,18 @@ def test_plugin_without_report_dir_writes_nothing(pytester, tmp_path, cnn_path, 
     result.assert_outcomes(failed=1)
     assert "netdiff reports:" not in result.stdout.str()
     assert sorted(p.name for p in pytester.path.iterdir() if not p.name.startswith(".")) == ["test_plugin_without_report_dir_writes_nothing.py"]
+
+
+def test_plugin_report_dir_that_cannot_be_written_keeps_the_failure(pytester, tmp_path, cnn_path, cnn_input_path,
+                                                                    cnn_reference):
+    bad = save_target(cnn_reference, tmp_path / "bad", perturb={CONV3: lambda v: v * 0})
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    pytester.makepyfile(f"""
+        def test_bad(netdiff_compare):
+            netdiff_compare(r"{cnn_path}", r"{bad}", r"{cnn_input_path}")
+    """)
+    result = pytester.runpytest(f"--netdiff-report={blocker}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"E*netdiff reports: not written to {blocker}*"])
+    assert "INTERNALERROR" not in result.stdout.str()
