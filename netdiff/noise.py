@@ -1,8 +1,8 @@
 """The expected-noise model: how much error a target's precision costs at each layer.
 
 Each layer gets an *expected rel_l2* (``LayerResult.expected_rel_l2``): the noise its own rounding
-adds, relative to the reference signal, accumulated with its inputs' in quadrature
-(``e = sqrt(own² + max(e_inputs)²)``). The model is deliberately computed from the *precision*
+adds, relative to the reference signal, accumulated with the noise its inputs carry (fresh white
+rounding noise through a weighted layer's white-noise gain, older noise through its signal gain). The model is deliberately computed from the *precision*
 and the *reference's* own values, never from the target's scales: a target whose scale is broken
 (16x too coarse) must not excuse its own error. The formulas (docs/converted-models.md):
 
@@ -77,7 +77,7 @@ def assign_expected_noise(layers: list[LayerResult], reference: Dump, precision:
     if precision is None or precision.kind not in PRECISIONS:
         return
     weights = layer_weights(model) if model is not None else {}
-    sigma: dict[str, float] = {}  # absolute noise rms per tensor
+    noise: dict[str, tuple[float, float]] = {}  # absolute (fresh, carried) noise rms per tensor
     rms: dict[str, float] = {}
     for layer in layers:
         if layer.status == "missing_in_reference" or layer.name not in reference:
@@ -88,22 +88,28 @@ def assign_expected_noise(layers: list[LayerResult], reference: Dump, precision:
         except Exception:  # unreadable: no estimate
             continue
         if value.dtype.kind != "f":
-            sigma[layer.name], rms[layer.name] = 0.0, 0.0
+            noise[layer.name], rms[layer.name] = (0.0, 0.0), 0.0
             continue
         rms[layer.name] = r = _rms(value)
         node = str(tensor.meta.get("node")) if tensor.meta and tensor.meta.get("node") else None
         weight = weights.get(node) if node else None
-        sigma[layer.name] = s = layer_noise(value, r, tensor.op_type, precision, weight,
-                                            [(sigma.get(n, 0.0), rms.get(n, 0.0)) for n in tensor.inputs])
-        if r > 0 and math.isfinite(s):
-            layer.expected_rel_l2 = s / r
+        noise[layer.name] = fresh, carried = layer_noise(
+            value, r, tensor.op_type, precision, weight,
+            [(*noise.get(n, (0.0, 0.0)), rms.get(n, 0.0)) for n in tensor.inputs])
+        total = math.hypot(fresh, carried)
+        if r > 0 and math.isfinite(total):
+            layer.expected_rel_l2 = total / r
 
 
 def layer_noise(value: np.ndarray, rms: float, op_type: str | None, precision: Precision,
-                weight: tuple[np.ndarray, int] | None, inputs: list[tuple[float, float]]) -> float:
-    """Absolute noise rms of one layer's output: its inputs' noise carried through, plus its own rounding.
+                weight: tuple[np.ndarray, int] | None, inputs: list[tuple[float, float, float]]
+                ) -> tuple[float, float]:
+    """Absolute noise rms of one layer's output as (fresh, carried).
 
-    ``inputs`` holds (noise rms, signal rms) of each input tensor, the data input first.
+    *Fresh* noise is this layer's own output rounding: white, independent element to element.
+    *Carried* noise is everything older (the inputs' noise, the weights' rounding): it follows the
+    signal through later layers. ``inputs`` holds (fresh, carried, signal rms) of each input, the
+    data input first.
     """
     carried = _carried(rms, op_type, weight, inputs)
     if op_type in PASS_THROUGH or rms == 0.0 or not math.isfinite(rms):
@@ -122,28 +128,34 @@ def layer_noise(value: np.ndarray, rms: float, op_type: str | None, precision: P
         per_rounding = math.log(2.0) / (bits * math.sqrt(12.0))
         own = math.hypot(per_rounding * rms, _Q12 / math.sqrt(12.0))
         weight_rel = per_rounding
+    fresh, older = carried
     if weight is not None and inputs:
-        own = math.hypot(own, weight_rel * _weight_gain(*weight) * inputs[0][1])
-    return math.hypot(carried, own)
+        older = math.hypot(older, weight_rel * _weight_gain(*weight) * inputs[0][2])
+    return math.hypot(fresh, own), older
 
 
 def _carried(rms: float, op_type: str | None, weight: tuple[np.ndarray, int] | None,
-             inputs: list[tuple[float, float]]) -> float:
-    """The inputs' noise at this layer's output.
+             inputs: list[tuple[float, float, float]]) -> tuple[float, float]:
+    """The inputs' noise at this layer's output, as (fresh, carried).
 
-    A weighted layer carries its data input's noise through its weights' white-noise gain (or its
-    signal gain, whichever is larger: accumulated noise is not white); Add/Sub/Sum add the noise
-    powers; every other op keeps the largest relative noise of its inputs.
+    A weighted layer carries its input's fresh (white) noise through its weights' white-noise gain
+    and its older noise through its signal gain ``rms(out) / rms(in)``; both are carried noise after
+    it. Add/Sub/Sum add the noise powers; every other op keeps its inputs' relative noise (the input
+    with the most).
     """
     if not inputs:
-        return 0.0
+        return 0.0, 0.0
     if weight is not None:
-        noise, signal = inputs[0]
-        gains = [_weight_gain(*weight)] + ([rms / signal] if signal > 0 else [])
-        return noise * max(gains)
+        fresh, older, signal = inputs[0]
+        gain = rms / signal if signal > 0 else 0.0
+        return 0.0, math.hypot(_weight_gain(*weight) * fresh, gain * older)
     if op_type in ("Add", "Sub", "Sum"):
-        return math.sqrt(sum(n * n for n, _ in inputs))
-    return max((n / s for n, s in inputs if s > 0), default=0.0) * rms
+        return (math.sqrt(sum(f * f for f, _, _ in inputs)), math.sqrt(sum(c * c for _, c, _ in inputs)))
+    rel = [(math.hypot(f, c) / s, f / s, c / s) for f, c, s in inputs if s > 0]
+    if not rel:
+        return 0.0, 0.0
+    _, f, c = max(rel)
+    return f * rms, c * rms
 
 
 def _weight_gain(w: np.ndarray, axis: int) -> float:

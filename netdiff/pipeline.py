@@ -123,7 +123,12 @@ def adapt_converted(ref_side: Side, tgt_side: Side) -> None:
         return  # both ONNX models run by onnxruntime (a Caffe translation keeps its own names)
     from netdiff.converted import adapt_target
 
-    tgt_side.dump = adapt_target(ref_model.onnx_model(), tgt_model.onnx_model(), ref_side.dump, tgt_side.dump)
+    try:
+        tgt_side.dump = adapt_target(ref_model.onnx_model(), tgt_model.onnx_model(), ref_side.dump, tgt_side.dump)
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:  # a graph shape the adapter does not know
+        log.warning("target model compared by name only: its %s graph could not be mapped (%s: %s)",
+                    tgt_model.path.name, type(e).__name__, e)
+        tgt_side.dump.meta["adaptation_error"] = f"{type(e).__name__}: {e}"
 
 
 def target_precision(precision: Precision | str | None, ref_side: Side, tgt_side: Side) -> Precision | None:
