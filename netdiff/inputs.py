@@ -113,6 +113,7 @@ def resolve_feeds(specs: Sequence[InputSpec], inputs: InputsLike = None, seed: i
 
 def fit_to_spec(array: np.ndarray, spec: InputSpec) -> np.ndarray:
     """Check an array against an input spec; add a missing batch dim of 1 and cast the dtype."""
+    original = array
     shape = tuple(array.shape)
     batch_free = spec.shape and (spec.shape[0] == 1 or not isinstance(spec.shape[0], int) or spec.flexible_batch)
     if batch_free and len(shape) == len(spec.shape) - 1:
@@ -122,12 +123,45 @@ def fit_to_spec(array: np.ndarray, spec: InputSpec) -> np.ndarray:
         not isinstance(d, int) or d == s or (i == 0 and spec.flexible_batch and s > 0)
         for i, (d, s) in enumerate(zip(spec.shape, shape)))
     if not fits:
-        raise InputError(f"input {spec.name}: shape {list(array.shape)} does not fit the model's {list(spec.shape)}")
+        raise InputError(f"input {spec.name}: shape {list(original.shape)} does not fit the model's "
+                         f"{list(spec.shape)}" + _layout_hint(original, spec))
     if array.dtype != np.dtype(spec.dtype):
-        if array.dtype.kind == "f" and np.dtype(spec.dtype).kind in "iub":
+        wanted = np.dtype(spec.dtype)
+        if array.dtype.kind == "f" and wanted.kind in "iub":
             raise InputError(f"input {spec.name}: float data given for a {spec.dtype} input")
+        if wanted.kind == "f" and (array.dtype.kind in "iub" or array.dtype.itemsize > wanted.itemsize):
+            log.warning("input %s: %s data cast to %s for the model%s", spec.name, array.dtype.name, wanted.name,
+                        " (values kept as they are: scale or normalize them first if the model expects it)"
+                        if array.dtype.kind in "iub" else " (precision beyond it is lost)")
         array = array.astype(spec.dtype)
     return np.ascontiguousarray(array)
+
+
+def _layout_hint(array: np.ndarray, spec: InputSpec) -> str:
+    """"; it looks like HWC ..." when the array's axes in another order fit the spec, else ""."""
+    import itertools
+
+    shape = tuple(array.shape)
+    if not 2 <= len(shape) <= 5:
+        return ""
+    for perm in itertools.permutations(range(len(shape))):
+        moved = tuple(shape[i] for i in perm)
+        if perm == tuple(range(len(shape))) or not _fits(moved, spec):
+            continue
+        channels_last = (len(shape) in (3, 4) and perm[len(shape) - 3] == len(shape) - 1
+                         and [i for i in perm if i != len(shape) - 1] == list(range(len(shape) - 1)))
+        looks = {3: "HWC (channels last)", 4: "NHWC (channels last)"}[len(shape)] if channels_last else \
+            "the model's axes in another order"
+        to = {3: "CHW", 4: "NCHW"}[len(shape)] if channels_last else "the model's order"
+        return (f"; it looks like {looks}: transpose it to {to}, e.g. np.transpose(x, {perm}) "
+                f"-> {[shape[i] for i in perm]}")
+    return ""
+
+
+def _fits(shape: tuple[int, ...], spec: InputSpec) -> bool:
+    if len(shape) == len(spec.shape) - 1:
+        shape = (1, *shape)
+    return len(shape) == len(spec.shape) and all(not isinstance(d, int) or d == m for d, m in zip(spec.shape, shape))
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:

@@ -112,3 +112,58 @@ def test_verbosity_and_log_file(tmp_path, cnn_path, capsys):
     assert "no input given" not in capsys.readouterr().err
     assert main(["--log-file", str(tmp_path / "no" / "such" / "dir.log"), "compare", "a", "b"]) == 2
     assert "--log-file" in capsys.readouterr().err
+
+
+def test_help_is_grouped_with_metavars_that_say_what_is_expected():
+    proc = _netdiff("compare", "-h")
+    text = proc.stdout
+    sections = [line.rstrip(":") for line in text.splitlines() if line and not line[0].isspace() and line.endswith(":")]
+    assert sections[:1] == ["Arguments"] and {"Inputs", "Alignment", "Thresholds", "Diagnosis", "Outputs",
+                                              "Formats"} <= set(sections)
+    assert "--input NAME=FILE" in text and "--isolated [origins|all|none]" in text and "--map FILE.json" in text
+    assert "-O, --option, --target-option KEY=VALUE" in text
+    for command in ("compare", "run", "sensitivity", "inspect", "simulate", "report", "dump", "lint"):
+        assert "<str>" not in _netdiff(command, "-h").stdout, command
+
+
+@pytest.mark.parametrize("flag", ["-O", "--option", "--target-option"])
+def test_target_reader_option_keeps_its_old_spelling(flag, tmp_path, cnn_path, cnn_input_path):
+    from netdiff.cli import main as run
+
+    assert run(["compare", str(cnn_path), str(cnn_path), "-i", str(cnn_input_path), flag, "side=runtime"]) == 0
+
+
+def test_hwc_input_for_an_nchw_model_says_how_to_transpose(tmp_path, cnn_path, cnn_input_path, capsys):
+    x = np.load(cnn_input_path)
+    np.save(tmp_path / "hwc.npy", x[0].transpose(1, 2, 0))
+    assert main(["compare", str(cnn_path), str(cnn_path), "-i", str(tmp_path / "hwc.npy")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "looks like HWC (channels last)" in err and "np.transpose(x, (2, 0, 1))" in err and len(err.splitlines()) == 1
+    np.save(tmp_path / "u8.npy", np.clip(x * 50 + 128, 0, 255).astype(np.uint8))
+    main(["compare", str(cnn_path), str(cnn_path), "-i", str(tmp_path / "u8.npy")])
+    err = capsys.readouterr().err
+    assert err.count("uint8 data cast to float32") == 1  # once, although both sides run it
+    np.save(tmp_path / "f64.npy", x.astype(np.float64))
+    assert main(["compare", str(cnn_path), str(cnn_path), "-i", str(tmp_path / "f64.npy")]) == 0
+    assert "float64 data cast to float32" in capsys.readouterr().err
+
+
+def test_dump_vs_dump_findings_have_no_placeholders(tmp_path, cnn_reference):
+    from netdiff.manifest import write_dump
+    from netdiff.reports.terminal import render_text
+    from netdiff.types import Tensor
+
+    conv3 = "/features/conv3/Conv_output_0"
+    rng = np.random.default_rng(0)
+    for graph in (False, True):  # a dump with no graph, and one whose tensors name their inputs but no op
+        def tensor(t, value):
+            return Tensor.from_array(t.name, value, inputs=tuple(t.inputs) if graph else ())
+
+        plain = [tensor(t, np.array(t.load())) for t in cnn_reference]
+        bad = [tensor(t, np.array(t.load()) + (rng.normal(0, 1, t.shape).astype(np.float32) if t.name == conv3 else 0))
+               for t in cnn_reference]
+        report = netdiff.compare(write_dump(plain, tmp_path / f"a{graph}"), write_dump(bad, tmp_path / f"b{graph}"))
+        assert report.diverged and report.findings
+        for width in (80, 120):
+            text = render_text(report, width=width)
+            assert "None" not in text and "(layer)" not in text, text

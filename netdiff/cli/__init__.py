@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from typer.core import TyperCommand
+
 from netdiff.cli._help import GroupedCommand
 from netdiff.cli.app import DEBUG, app
 
@@ -23,7 +25,7 @@ from netdiff.cli import nnie_cfg_check  # noqa: E402,F401
 from netdiff.cli import demo  # noqa: E402,F401
 
 for _command in app.registered_commands:
-    if _command.cls is None:  # help grouped by purpose (the options' rich_help_panel)
+    if _command.cls is None or _command.cls is TyperCommand:  # help grouped by purpose (rich_help_panel)
         _command.cls = GroupedCommand
     # --help lists each command's whole first docstring line
     if _command.short_help is None and _command.callback is not None and _command.callback.__doc__:

@@ -12,12 +12,12 @@ import typer
 from netdiff.errors import NetdiffError
 
 InputOpt = Annotated[list[str] | None, typer.Option(
-    "--input", "-i", help="Model input: NAME=FILE.npy (repeatable), or FILE.npy / FILE.npz for a single-input "
+    "--input", "-i", metavar="NAME=FILE", rich_help_panel="Inputs", help="Model input: NAME=FILE.npy (repeatable), or FILE.npy / FILE.npz for a single-input "
                           "model, or a directory of samples (compare only). Without it, a seeded random "
                           "input is used (with a warning).")]
-WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="Caffe .caffemodel for a .prototxt model "
+WeightsOpt = Annotated[Path | None, typer.Option("--weights", metavar="FILE.caffemodel", rich_help_panel="Inputs", help="Caffe .caffemodel for a .prototxt model "
                                                                    "(default: <stem>.caffemodel beside it).")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the random input used when no --input is given.")]
+SeedOpt = Annotated[int, typer.Option("--seed", metavar="N", rich_help_panel="Inputs", help="Seed of the random input used when no --input is given.")]
 
 
 def console(stderr: bool = False) -> Any:

@@ -33,8 +33,9 @@ class GroupedCommand(TyperCommand):
             with formatter.section("Arguments"):
                 formatter.write_dl(arguments)
         order = [p for p in PANELS if p in groups] + [p for p in groups if p not in PANELS and p != OTHER]
-        for panel in order + ([OTHER] if OTHER in groups else []):
-            with formatter.section(panel):
+        order += [OTHER] if OTHER in groups else []
+        for panel in order:
+            with formatter.section("Options" if order == [OTHER] else panel):
                 formatter.write_dl(groups[panel])
 
 

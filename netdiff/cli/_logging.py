@@ -17,9 +17,17 @@ class _StderrFormatter(logging.Formatter):
 
 
 class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever sys.stderr is when a message comes (not when the handler was made)."""
+    """Writes to whatever sys.stderr is when a message comes (not when the handler was made), each message once."""
+
+    def __init__(self, stream=None) -> None:
+        super().__init__(stream)
+        self._seen: set[tuple[int, str]] = set()
 
     def emit(self, record: logging.LogRecord) -> None:
+        key = (record.levelno, record.getMessage())
+        if key in self._seen:  # e.g. the same input warning for the reference and a target model
+            return
+        self._seen.add(key)
         self.stream = sys.stderr
         super().emit(record)
 

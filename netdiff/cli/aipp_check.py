@@ -22,11 +22,11 @@ def _floats(text: str, flag: str) -> list[float]:
 
 @app.command("aipp-check")
 def aipp_check_command(
-    config: Annotated[Path, typer.Argument(help="AIPP config (aipp_op { ... } text) or an om JSON with AIPP embedded.")],
-    mean: Annotated[str, typer.Option("--mean", help="Training mean per channel, in --channel-order, 0..255 units "
+    config: Annotated[Path, typer.Argument(metavar="AIPP.cfg", help="AIPP config (aipp_op { ... } text) or an om JSON with AIPP embedded.")],
+    mean: Annotated[str, typer.Option("--mean", metavar="M1,M2,M3", rich_help_panel="Calibration and preprocessing", help="Training mean per channel, in --channel-order, 0..255 units "
                                                      "(e.g. 123.675,116.28,103.53).")],
-    std: Annotated[str, typer.Option("--std", help="Training std per channel, 0..255 units (e.g. 58.395,57.12,57.375).")],
-    channel_order: Annotated[str, typer.Option("--channel-order", help="Channel order the model was trained on: RGB or BGR.")] = "RGB",
+    std: Annotated[str, typer.Option("--std", metavar="S1,S2,S3", rich_help_panel="Calibration and preprocessing", help="Training std per channel, 0..255 units (e.g. 58.395,57.12,57.375).")],
+    channel_order: Annotated[str, typer.Option("--channel-order", metavar="[rgb|bgr|gray]", rich_help_panel="Calibration and preprocessing", help="Channel order the model was trained on: RGB or BGR.")] = "RGB",
 ) -> None:
     """Check the AIPP swap, mean and var_reci fields against the training preprocessing.
 

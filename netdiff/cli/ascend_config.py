@@ -12,10 +12,10 @@ from netdiff.cli.app import app
 
 @app.command("ascend-config")
 def ascend_config_command(
-    om_json: Annotated[Path, typer.Argument(help="om JSON from `atc --mode=1 --om=model.om --json=model.json`.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="acl.json to write.")],
-    dump_path: Annotated[str, typer.Option("--dump-path", help="Where the device writes dumps (dump_path).")] = "./dump",
-    mode: Annotated[str, typer.Option("--mode", help="dump_mode: output, input or all.")] = "output",
+    om_json: Annotated[Path, typer.Argument(metavar="OM.json", help="om JSON from `atc --mode=1 --om=model.om --json=model.json`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE.json", help="acl.json to write.")],
+    dump_path: Annotated[str, typer.Option("--dump-path", metavar="PATH", help="Where the device writes dumps (dump_path).")] = "./dump",
+    mode: Annotated[str, typer.Option("--mode", metavar="[output|input|all]", help="dump_mode: output, input or all.")] = "output",
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
 ) -> None:
     """Write the acl.json that makes ACL dump every op of the model (pass it to aclInit)."""

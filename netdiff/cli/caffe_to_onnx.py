@@ -13,8 +13,8 @@ from netdiff.cli.app import app
 
 @app.command("caffe-to-onnx")
 def caffe_to_onnx_command(
-    prototxt: Annotated[Path, typer.Argument(help="Caffe deploy .prototxt.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output .onnx file.")],
+    prototxt: Annotated[Path, typer.Argument(metavar="PROTOTXT", help="Caffe deploy .prototxt.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE.onnx", help="Output .onnx file.")],
     weights: WeightsOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
 ) -> None:

@@ -13,30 +13,30 @@ from netdiff.cli.app import app
 
 @app.command("compare")
 def compare_command(
-    reference: Annotated[Path, typer.Argument(help="Reference: model (.onnx, Caffe .prototxt) or dump (directory, .npz, ...).")],
-    target: Annotated[Path, typer.Argument(help="Target: dump (directory, .npz, device dump) or a second model.")],
+    reference: Annotated[Path, typer.Argument(metavar="REFERENCE", help="Reference: model (.onnx, Caffe .prototxt) or dump (directory, .npz, ...).")],
+    target: Annotated[Path, typer.Argument(metavar="TARGET", help="Target: dump (directory, .npz, device dump) or a second model.")],
     input: Annotated[list[str] | None, typer.Option(
-        "--input", "-i", help="Model input: NAME=FILE.npy (repeatable) or FILE.npy / FILE.npz; a directory of samples "
+        "--input", "-i", metavar="NAME=FILE", rich_help_panel="Inputs", help="Model input: NAME=FILE.npy (repeatable) or FILE.npy / FILE.npz; a directory of samples "
                               "or several FILEs compares per sample. Without it, a seeded random input is used.")] = None,
-    mapping: Annotated[Path | None, typer.Option("--map", help="JSON {target_name: reference_name} pairs.")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
-    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write the CSV report (msaccucmp column names).")] = None,
-    html_path: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report.")] = None,
-    model_explorer_path: Annotated[Path | None, typer.Option("--model-explorer", help="Write per-node cosine as Google Model Explorer node data JSON.")] = None,
-    cosine_threshold: Annotated[float, typer.Option("--cosine-threshold", help="A layer diverges below this cosine.")] = 0.99,
-    rel_l2_threshold: Annotated[float, typer.Option("--rel-l2-threshold", help="A layer diverges above this rel_l2.")] = 0.05,
-    precision: Annotated[str | None, typer.Option("--precision", help="The target's precision (int8, uint8, int16, int4, fp16, bf16, nnie8, nnie16) for a dump; a quantized or fp16 target model tells its own. Layers within its expected noise are 'noisy', not diverged.")] = None,
-    noise_factor: Annotated[float, typer.Option("--noise-factor", help="With a known precision, a layer beyond the thresholds is noisy up to this many times its expected noise.")] = 4.0,
-    show_all: Annotated[bool, typer.Option("--all", help="Show every layer, not only those around origins and the worst.")] = False,
-    reference_format: Annotated[str | None, typer.Option("--reference-format", help="Force the reference's format (reader or runner key).")] = None,
-    target_format: Annotated[str | None, typer.Option("--target-format", help="Force the target's format (reader or runner key).")] = None,
-    fusion_map: Annotated[Path | None, typer.Option("--fusion-map", help="Ascend om JSON (atc --mode=1) mapping NPU ops to original nodes.")] = None,
-    side: Annotated[str | None, typer.Option("--side", help="Which side of an RKNN snapshot is the target (golden, simulator, runtime).")] = None,
-    target_option: Annotated[list[str] | None, typer.Option("--target-option", "-O", help="Reader option KEY=VALUE for the target (repeatable).")] = None,
+    mapping: Annotated[Path | None, typer.Option("--map", metavar="FILE.json", rich_help_panel="Alignment", help="JSON {target_name: reference_name} pairs.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", metavar="FILE.json", rich_help_panel="Outputs", help="Write the JSON report here.")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", metavar="FILE.csv", rich_help_panel="Outputs", help="Write the CSV report (msaccucmp column names).")] = None,
+    html_path: Annotated[Path | None, typer.Option("--html", metavar="FILE.html", rich_help_panel="Outputs", help="Write a self-contained HTML report.")] = None,
+    model_explorer_path: Annotated[Path | None, typer.Option("--model-explorer", metavar="FILE.json", rich_help_panel="Outputs", help="Write per-node cosine as Google Model Explorer node data JSON.")] = None,
+    cosine_threshold: Annotated[float, typer.Option("--cosine-threshold", metavar="FLOAT", rich_help_panel="Thresholds", help="A layer diverges below this cosine.")] = 0.99,
+    rel_l2_threshold: Annotated[float, typer.Option("--rel-l2-threshold", metavar="FLOAT", rich_help_panel="Thresholds", help="A layer diverges above this rel_l2.")] = 0.05,
+    precision: Annotated[str | None, typer.Option("--precision", metavar="[int8|uint8|int16|int4|fp16|bf16|nnie8|nnie16]", rich_help_panel="Thresholds", help="The target's precision (int8, uint8, int16, int4, fp16, bf16, nnie8, nnie16) for a dump; a quantized or fp16 target model tells its own. Layers within its expected noise are 'noisy', not diverged.")] = None,
+    noise_factor: Annotated[float, typer.Option("--noise-factor", metavar="FLOAT", rich_help_panel="Thresholds", help="With a known precision, a layer beyond the thresholds is noisy up to this many times its expected noise.")] = 4.0,
+    show_all: Annotated[bool, typer.Option("--all", rich_help_panel="Outputs", help="Show every layer, not only those around origins and the worst.")] = False,
+    reference_format: Annotated[str | None, typer.Option("--reference-format", metavar="KEY", rich_help_panel="Formats", help="Force the reference's format (reader or runner key).")] = None,
+    target_format: Annotated[str | None, typer.Option("--target-format", metavar="KEY", rich_help_panel="Formats", help="Force the target's format (reader or runner key).")] = None,
+    fusion_map: Annotated[Path | None, typer.Option("--fusion-map", metavar="OM.json", rich_help_panel="Alignment", help="Ascend om JSON (atc --mode=1) mapping NPU ops to original nodes.")] = None,
+    side: Annotated[str | None, typer.Option("--side", metavar="[golden|simulator|runtime]", rich_help_panel="Alignment", help="Which side of an RKNN snapshot is the target (golden, simulator, runtime).")] = None,
+    target_option: Annotated[list[str] | None, typer.Option("--option", "-O", "--target-option", metavar="KEY=VALUE", rich_help_panel="Formats", help="Reader option KEY=VALUE for the target (repeatable; --target-option is the old spelling).")] = None,
     weights: WeightsOpt = None,
-    isolated: Annotated[str, typer.Option("--isolated", help="Re-run single reference nodes on the target's inputs (isolated error): origins, all or none.")] = "origins",
-    score_threshold: Annotated[float, typer.Option("--score-threshold", help="Detector heads keep boxes scoring at least this (detection summary, \"no boxes\").")] = 0.5,
-    no_diagnose: Annotated[bool, typer.Option("--no-diagnose", help="Skip cause diagnosis.")] = False,
+    isolated: Annotated[str, typer.Option("--isolated", metavar="[origins|all|none]", rich_help_panel="Diagnosis", help="Re-run single reference nodes on the target's inputs (isolated error): origins, all or none.")] = "origins",
+    score_threshold: Annotated[float, typer.Option("--score-threshold", metavar="FLOAT", rich_help_panel="Diagnosis", help="Detector heads keep boxes scoring at least this (detection summary, \"no boxes\").")] = 0.5,
+    no_diagnose: Annotated[bool, typer.Option("--no-diagnose", rich_help_panel="Diagnosis", help="Skip cause diagnosis.")] = False,
     seed: SeedOpt = 0,
 ) -> None:
     """Compare every tensor of TARGET with REFERENCE; exit 1 when a layer diverges."""
@@ -52,7 +52,7 @@ def compare_command(
 
     check_output_files({"--json": json_path, "--csv": csv_path, "--html": html_path,
                         "--model-explorer": model_explorer_path})
-    target_options = parse_options(target_option, "--target-option")
+    target_options = parse_options(target_option, "--option")
     known = precision_hint(precision) if precision is not None else None
     if fusion_map is not None:
         target_options["fusion_map"] = str(fusion_map)

@@ -12,14 +12,14 @@ from netdiff.cli.app import app
 
 @app.command("convert")
 def convert(
-    dump: Annotated[Path, typer.Argument(help="Dump file or directory to read (any registered format).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (netdiff) or .json file (polygraphy).")],
-    source_format: Annotated[Optional[str], typer.Option("--from", help="Input format; detected when omitted.")] = None,
-    to: Annotated[Optional[str], typer.Option("--to", help="Output format: netdiff or polygraphy "
+    dump: Annotated[Path, typer.Argument(metavar="DUMP", help="Dump file or directory to read (any registered format).")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="PATH", help="Output directory (netdiff) or .json file (polygraphy).")],
+    source_format: Annotated[Optional[str], typer.Option("--from", metavar="KEY", help="Input format; detected when omitted.")] = None,
+    to: Annotated[Optional[str], typer.Option("--to", metavar="[netdiff|polygraphy]", help="Output format: netdiff or polygraphy "
                                               "(default: polygraphy for a .json path, else netdiff).")] = None,
-    option: Annotated[Optional[list[str]], typer.Option("--option", "-O", help="Reader option key=value "
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-O", metavar="KEY=VALUE", help="Reader option key=value "
                                                          "(repeatable), e.g. side=runtime.")] = None,
-    runner_name: Annotated[str, typer.Option("--runner-name", help="Runner name in a Polygraphy output.")] = "netdiff",
+    runner_name: Annotated[str, typer.Option("--runner-name", metavar="NAME", help="Runner name in a Polygraphy output.")] = "netdiff",
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output.")] = False,
 ) -> None:
     """Convert a dump (Ascend, NNIE, msit, RKNN, Polygraphy, npy, ...) to netdiff or Polygraphy format."""

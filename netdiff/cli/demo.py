@@ -28,9 +28,9 @@ MARKER = "NETDIFF-DEMO.txt"
 @app.command("demo")
 def demo_command(
     out: Annotated[Path | None, typer.Option("--out", metavar="DIR", help="Where to keep the demo files (model, input, target dump, reports); default ./netdiff-demo.")] = None,
-    html_path: Annotated[Path | None, typer.Option("--html", help="Also write the HTML report here (one is always kept in the demo folder).")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the JSON report here (one is always kept in the demo folder).")] = None,
-    show_all: Annotated[bool, typer.Option("--all", help="Show every layer.")] = False,
+    html_path: Annotated[Path | None, typer.Option("--html", metavar="FILE.html", rich_help_panel="Outputs", help="Also write the HTML report here (one is always kept in the demo folder).")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", metavar="FILE.json", rich_help_panel="Outputs", help="Also write the JSON report here (one is always kept in the demo folder).")] = None,
+    show_all: Annotated[bool, typer.Option("--all", rich_help_panel="Outputs", help="Show every layer.")] = False,
 ) -> None:
     """Compare a small CNN with a naively int8-converted copy whose conv3 has a weight outlier."""
     from rich.text import Text

@@ -13,8 +13,8 @@ from netdiff.cli.app import app
 
 @app.command("dump")
 def dump_command(
-    model: Annotated[Path, typer.Argument(help="Model to run (.onnx, Caffe .prototxt).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (manifest.json + one .npy per tensor).")],
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="Model to run (.onnx, Caffe .prototxt).")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Output directory (manifest.json + one .npy per tensor).")],
     input: InputOpt = None,
     weights: WeightsOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty directory.")] = False,

@@ -13,11 +13,11 @@ from netdiff.cli.app import app
 
 @app.command("inspect")
 def inspect_command(
-    source: Annotated[Path, typer.Argument(help="A dump (directory, .npz, device dump) or a model (run on the inputs).")],
+    source: Annotated[Path, typer.Argument(metavar="DUMP_OR_MODEL", help="A dump (directory, .npz, device dump) or a model (run on the inputs).")],
     input: InputOpt = None,
-    format: Annotated[str | None, typer.Option("--format", help="Force the reader or runner key.")] = None,
+    format: Annotated[str | None, typer.Option("--format", metavar="KEY", rich_help_panel="Formats", help="Force the reader or runner key.")] = None,
     weights: WeightsOpt = None,
-    no_stats: Annotated[bool, typer.Option("--no-stats", help="Only names, shapes and dtypes (no data read).")] = False,
+    no_stats: Annotated[bool, typer.Option("--no-stats", rich_help_panel="Outputs", help="Only names, shapes and dtypes (no data read).")] = False,
     seed: SeedOpt = 0,
 ) -> None:
     """List the tensors of a dump or model with shapes, dtypes and ranges."""

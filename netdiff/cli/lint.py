@@ -16,11 +16,11 @@ _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 @app.command("lint")
 def lint_command(
-    model: Annotated[Path, typer.Argument(help="Caffe .prototxt or .onnx model.")],
-    target: Annotated[str, typer.Option("--target", "-t", help="Target toolchain: nnie or ascend.")],
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="Caffe .prototxt or .onnx model.")],
+    target: Annotated[str, typer.Option("--target", "-t", metavar="[nnie|ascend]", help="Target toolchain: nnie or ascend.")],
     weights: WeightsOpt = None,
     input: InputOpt = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the findings as JSON here.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", metavar="FILE.json", rich_help_panel="Outputs", help="Also write the findings as JSON here.")] = None,
     seed: SeedOpt = 0,
 ) -> None:
     """Check a model against the target's documented conversion constraints, before converting.

@@ -13,16 +13,16 @@ from netdiff.cli.app import app
 
 @app.command("nnie-cfg-check")
 def nnie_cfg_check_command(
-    cfg: Annotated[Path, typer.Argument(help="nnie_mapper .cfg file.")],
-    mean: Annotated[str | None, typer.Option("--mean", help="Training mean per channel, 0..255 units, in "
+    cfg: Annotated[Path, typer.Argument(metavar="MAPPER.cfg", help="nnie_mapper .cfg file.")],
+    mean: Annotated[str | None, typer.Option("--mean", metavar="M1,M2,M3", rich_help_panel="Calibration and preprocessing", help="Training mean per channel, 0..255 units, in "
                                                            "--channel-order (e.g. 123.675,116.28,103.53).")] = None,
-    std: Annotated[str | None, typer.Option("--std", help="Training std per channel, 0..255 units "
+    std: Annotated[str | None, typer.Option("--std", metavar="S1,S2,S3", rich_help_panel="Calibration and preprocessing", help="Training std per channel, 0..255 units "
                                                          "(e.g. 58.395,57.12,57.375).")] = None,
-    scale: Annotated[str | None, typer.Option("--scale", help="Training scale instead of --std (e.g. 0.0039215 "
+    scale: Annotated[str | None, typer.Option("--scale", metavar="FLOAT", rich_help_panel="Calibration and preprocessing", help="Training scale instead of --std (e.g. 0.0039215 "
                                                              "or 1/255).")] = None,
-    channel_order: Annotated[str, typer.Option("--channel-order", help="Channel order the model was trained "
+    channel_order: Annotated[str, typer.Option("--channel-order", metavar="[rgb|bgr|gray]", rich_help_panel="Calibration and preprocessing", help="Channel order the model was trained "
                                                                       "on: RGB or BGR.")] = "RGB",
-    input_index: Annotated[int, typer.Option("--input-index", help="Which input of a multi-input cfg.")] = 0,
+    input_index: Annotated[int, typer.Option("--input-index", metavar="N", help="Which input of a multi-input cfg.")] = 0,
 ) -> None:
     """Compare a mapper cfg's mean/scale/channel order with the training preprocessing.
 

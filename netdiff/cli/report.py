@@ -13,11 +13,11 @@ from netdiff.cli.app import app
 
 @app.command("report")
 def report_command(
-    report_json: Annotated[Path, typer.Argument(help="A report written by `netdiff compare --json`.")],
-    html_path: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report.")] = None,
-    model_explorer_path: Annotated[Path | None, typer.Option("--model-explorer", help="Write per-node cosine as Google Model Explorer node data JSON.")] = None,
-    graph_id: Annotated[str | None, typer.Option("--graph-id", help="Wrap the Model Explorer data for this graph id (the ONNX graph name).")] = None,
-    show_all: Annotated[bool, typer.Option("--all", help="Terminal view: show every layer, not only those around origins and the worst.")] = False,
+    report_json: Annotated[Path, typer.Argument(metavar="REPORT.json", help="A report written by `netdiff compare --json`.")],
+    html_path: Annotated[Path | None, typer.Option("--html", metavar="FILE.html", rich_help_panel="Outputs", help="Write a self-contained HTML report.")] = None,
+    model_explorer_path: Annotated[Path | None, typer.Option("--model-explorer", metavar="FILE.json", rich_help_panel="Outputs", help="Write per-node cosine as Google Model Explorer node data JSON.")] = None,
+    graph_id: Annotated[str | None, typer.Option("--graph-id", metavar="ID", rich_help_panel="Outputs", help="Wrap the Model Explorer data for this graph id (the ONNX graph name).")] = None,
+    show_all: Annotated[bool, typer.Option("--all", rich_help_panel="Outputs", help="Terminal view: show every layer, not only those around origins and the worst.")] = False,
 ) -> None:
     """Render a saved JSON report; without options, print it to the terminal."""
     from netdiff.reports.html import load_report, write_html

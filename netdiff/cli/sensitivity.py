@@ -15,8 +15,8 @@ from netdiff.cli.simulate import (CalibConfigOpt, CalibLimitOpt, CalibOpt, Layou
 
 @app.command("sensitivity")
 def sensitivity_command(
-    model: Annotated[Path, typer.Argument(help="Float model (.onnx, Caffe .prototxt).")],
-    target: Annotated[str, typer.Option("--target", "-t", help="Target kind: int8 (nodes kept in float), nnie8 "
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="Float model (.onnx, Caffe .prototxt).")],
+    target: Annotated[str, typer.Option("--target", "-t", metavar="[int8|nnie8|fp16]", rich_help_panel="Target", help="Target kind: int8 (nodes kept in float), nnie8 "
                                                                 "(layers run at 16 bits, _hp) or fp16 (nodes kept "
                                                                 "in float32, Ascend --keep_dtype).")] = "int8",
     input: InputOpt = None,
@@ -30,11 +30,11 @@ def sensitivity_command(
     channel_order: OrderOpt = None,
     layout: LayoutOpt = None,
     option: SimOptionOpt = None,
-    target_cosine: Annotated[float, typer.Option("--target-cosine", help="Output cosine the float-kept set must reach.")] = 0.999,
-    max_exclude: Annotated[int | None, typer.Option("--max-exclude", help="Keep at most N nodes in float.")] = None,
-    top: Annotated[int, typer.Option("--top", help="Rows of each ranking to show.")] = 10,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write rankings and the exclusion list as JSON.")] = None,
-    keep_dtype: Annotated[Path | None, typer.Option("--keep-dtype", help="fp16: write the nodes to keep in float32 "
+    target_cosine: Annotated[float, typer.Option("--target-cosine", metavar="FLOAT", rich_help_panel="Thresholds", help="Output cosine the float-kept set must reach.")] = 0.999,
+    max_exclude: Annotated[int | None, typer.Option("--max-exclude", metavar="N", rich_help_panel="Target", help="Keep at most N nodes in float.")] = None,
+    top: Annotated[int, typer.Option("--top", metavar="N", rich_help_panel="Outputs", help="Rows of each ranking to show.")] = 10,
+    json_path: Annotated[Path | None, typer.Option("--json", metavar="FILE.json", rich_help_panel="Outputs", help="Write rankings and the exclusion list as JSON.")] = None,
+    keep_dtype: Annotated[Path | None, typer.Option("--keep-dtype", metavar="FILE.cfg", rich_help_panel="Outputs", help="fp16: write the nodes to keep in float32 "
                                                     "as an Ascend ATC --keep_dtype file.")] = None,
     weights: WeightsOpt = None,
     seed: SeedOpt = 0,

@@ -24,22 +24,22 @@ def _kinds_help() -> str:
     return "Target kind. " + "; ".join(lines) + "."
 
 
-TargetOpt = Annotated[str, typer.Option("--target", "-t", help=_kinds_help())]
+TargetOpt = Annotated[str, typer.Option("--target", "-t", metavar="KIND", rich_help_panel="Target", help=_kinds_help())]
 CalibOpt = Annotated[Path | None, typer.Option(
-    "--calib", help="Calibration samples: a directory (or file) of .npy/.npz samples or PNG/JPEG images. "
+    "--calib", metavar="DIR|FILE", rich_help_panel="Calibration and preprocessing", help="Calibration samples: a directory (or file) of .npy/.npz samples or PNG/JPEG images. "
                     "Default: the --input itself.")]
 CalibConfigOpt = Annotated[Path | None, typer.Option(
-    "--calib-config", help="JSON/TOML file with image preprocessing keys (size, channel_order, mean, std, scale, "
+    "--calib-config", metavar="FILE.json|FILE.toml", rich_help_panel="Calibration and preprocessing", help="JSON/TOML file with image preprocessing keys (size, channel_order, mean, std, scale, "
                            "layout); command-line flags override it.")]
-CalibLimitOpt = Annotated[int | None, typer.Option("--calib-limit", help="Use at most N calibration samples.")]
-SizeOpt = Annotated[str | None, typer.Option("--size", help="Image resize HEIGHTxWIDTH (default: the input's size).")]
-MeanOpt = Annotated[str | None, typer.Option("--mean", help="Per-channel mean, comma-separated (after --scale).")]
-StdOpt = Annotated[str | None, typer.Option("--std", help="Per-channel std, comma-separated.")]
-ScaleOpt = Annotated[float | None, typer.Option("--scale", help="Pixel factor applied first (1/255 = 0.00392156862745).")]
-OrderOpt = Annotated[str | None, typer.Option("--channel-order", help="rgb (default), bgr or gray.")]
-LayoutOpt = Annotated[str | None, typer.Option("--layout", help="nchw or nhwc (default: from the input shape).")]
+CalibLimitOpt = Annotated[int | None, typer.Option("--calib-limit", metavar="N", rich_help_panel="Calibration and preprocessing", help="Use at most N calibration samples.")]
+SizeOpt = Annotated[str | None, typer.Option("--size", metavar="HxW", rich_help_panel="Calibration and preprocessing", help="Image resize HEIGHTxWIDTH (default: the input's size).")]
+MeanOpt = Annotated[str | None, typer.Option("--mean", metavar="M1,M2,M3", rich_help_panel="Calibration and preprocessing", help="Per-channel mean, comma-separated (after --scale).")]
+StdOpt = Annotated[str | None, typer.Option("--std", metavar="S1,S2,S3", rich_help_panel="Calibration and preprocessing", help="Per-channel std, comma-separated.")]
+ScaleOpt = Annotated[float | None, typer.Option("--scale", metavar="FLOAT", rich_help_panel="Calibration and preprocessing", help="Pixel factor applied first (1/255 = 0.00392156862745).")]
+OrderOpt = Annotated[str | None, typer.Option("--channel-order", metavar="[rgb|bgr|gray]", rich_help_panel="Calibration and preprocessing", help="rgb (default), bgr or gray.")]
+LayoutOpt = Annotated[str | None, typer.Option("--layout", metavar="[nchw|nhwc]", rich_help_panel="Calibration and preprocessing", help="nchw or nhwc (default: from the input shape).")]
 SimOptionOpt = Annotated[list[str] | None, typer.Option(
-    "--option", "-O", help="Simulator option KEY=VALUE (repeatable), e.g. -O per_channel=true -O calibrate=entropy.")]
+    "--option", "-O", metavar="KEY=VALUE", rich_help_panel="Target", help="Simulator option KEY=VALUE (repeatable), e.g. -O per_channel=true -O calibrate=entropy.")]
 
 
 def preprocess_from_flags(config: Path | None, size: str | None, mean: str | None, std: str | None,
@@ -71,9 +71,9 @@ def check_kind(kind: str) -> str:
 
 @app.command("simulate")
 def simulate_command(
-    model: Annotated[Path, typer.Argument(help="Float model (.onnx, Caffe .prototxt).")],
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="Float model (.onnx, Caffe .prototxt).")],
     target: TargetOpt,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output dump directory (manifest.json + .npy files).")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", rich_help_panel="Outputs", help="Output dump directory (manifest.json + .npy files).")],
     input: InputOpt = None,
     calib: CalibOpt = None,
     calib_config: CalibConfigOpt = None,
@@ -86,7 +86,7 @@ def simulate_command(
     layout: LayoutOpt = None,
     option: SimOptionOpt = None,
     weights: WeightsOpt = None,
-    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty directory.")] = False,
+    force: Annotated[bool, typer.Option("--force", rich_help_panel="Outputs", help="Write into a non-empty directory.")] = False,
     seed: SeedOpt = 0,
 ) -> None:
     """Simulate the TARGET kind of MODEL and write its dump (comparable with `netdiff compare`)."""

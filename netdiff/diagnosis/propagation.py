@@ -88,15 +88,16 @@ def _compared_upstream(layer: LayerResult, by_name: dict[str, LayerResult]) -> l
 def _introduced(context: Context, layer: LayerResult, evidence: dict, isolated: bool) -> Finding:
     context.claim(layer.name)
     op = layer.op_type or "layer"
+    named = f"{layer.name} ({layer.op_type})" if layer.op_type else layer.name  # dumps may not know the op
     by_name = {x.name: x for x in context.report.layers}
     if isolated and evidence.get("recomputed_from"):
         start = ", ".join(evidence["recomputed_from"])
-        message = (f"{layer.name} ({op}) or the ops just before it are wrong: its inputs were not dumped, so the "
+        message = (f"{named} or the ops just before it are wrong: its inputs were not dumped, so the "
                    f"reference was re-run from {start} (the nearest tensors the target dumped) and reaches only "
-                   f"cosine {evidence['isolated_cosine']} against the target's output.")
+                   f"cosine {_cos(evidence['isolated_cosine'])} against the target's output.")
     elif isolated:
-        message = (f"{layer.name} ({op}) is wrong by itself: re-run on the target's own inputs, the reference op "
-                   f"reaches only cosine {evidence['isolated_cosine']} against the target's output.")
+        message = (f"{named} is wrong by itself: re-run on the target's own inputs, the reference op "
+                   f"reaches only cosine {_cos(evidence['isolated_cosine'])} against the target's output.")
     else:
         upstream = _compared_upstream(layer, by_name)
         direct = {u.name for u in upstream} == {n for n in layer.inputs if n in by_name}
@@ -104,8 +105,9 @@ def _introduced(context: Context, layer: LayerResult, evidence: dict, isolated: 
                  f"the nearest tensors dumped before it ({', '.join(u.name for u in upstream)}) match the reference, "
                  "the ones in between were not dumped")
         evidence["upstream_compared"] = [u.name for u in upstream]
-        message = (f"{layer.name} ({op}) introduces the error: {where}, but its output does not "
-                   f"({_describe_error(evidence)}, error gain {evidence['error_gain']}).")
+        gain = evidence.get("error_gain")
+        message = (f"{named} introduces the error: {where}, but its output does not "
+                   f"({_describe_error(evidence)}{f', error gain {gain:.1f}' if gain is not None else ''}).")
     if isolated and evidence.get("inputs_from_reference"):
         message += (f" The target did not dump {', '.join(evidence['inputs_from_reference'])}: the reference's value "
                     "stood in.")
@@ -123,8 +125,13 @@ def _introduced(context: Context, layer: LayerResult, evidence: dict, isolated: 
 
 def _describe_error(evidence: dict) -> str:
     if evidence.get("cosine") is not None:
-        return f"cosine {evidence['cosine']}"
-    return f"rel_l2 {evidence['rel_l2']}" if evidence.get("rel_l2") is not None else "no finite cosine"
+        return f"cosine {_cos(evidence['cosine'])}"
+    return f"rel_l2 {evidence['rel_l2']:.4f}" if evidence.get("rel_l2") is not None else "no finite cosine"
+
+
+def _cos(value) -> str:
+    """A cosine with the terminal table's 5 decimals (the evidence keeps 6 significant digits)."""
+    return f"{value:.5f}" if value is not None else "undefined"
 
 
 def _accumulated(context: Context, layers: list[LayerResult], within_noise: dict[str, dict]) -> Finding:

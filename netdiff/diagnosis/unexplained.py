@@ -83,7 +83,7 @@ def unexplained_finding(context: Context, left: list[str] | None = None) -> Find
     }
     measured = [x for x in origins if isinstance(x.extra.get("isolated"), dict)]
     if measured:
-        isolated = ", ".join(f"{x.name} {_r(x.extra['isolated'].get('cosine'))}" for x in measured)
+        isolated = ", ".join(f"{x.name} {_cos(x.extra['isolated'].get('cosine'))}" for x in measured)
         how = f"isolated re-runs on the target's own inputs reach cosine {isolated}"
     else:
         how = "no isolated re-run was possible (no reference model, or no tensor before it was dumped)"
@@ -95,7 +95,7 @@ def unexplained_finding(context: Context, left: list[str] | None = None) -> Find
     tries.append("check the target's input and preprocessing, and the converter's log for this layer")
     cos = evidence["cosine"]
     others = f" (also {', '.join(x.name for x in origins[1:])})" if len(origins) > 1 else ""
-    message = (f"The target diverges at {first.name}{others} (cosine {cos if cos is not None else 'undefined'}; "
+    message = (f"The target diverges at {first.name}{others} (cosine {_cos(cos)}; "
                f"{len(diverged)} of {len(compared)} compared tensors diverged) and no rule names a cause: {how}.")
     return Finding("unexplained_divergence", first.name, "warning", message, evidence, "; ".join(tries))
 
@@ -106,6 +106,11 @@ def _facts(layer: LayerResult) -> dict:
     return {"layer": layer.name, "op_type": layer.op_type, "cosine": _r(m.cosine if m else None),
             "rel_l2": _r(m.rel_l2 if m else None), "error_gain": _r(layer.error_gain),
             "isolated_cosine": _r(iso.get("cosine")) if isinstance(iso, dict) else None}
+
+
+def _cos(value) -> str:
+    """A cosine with the terminal table's 5 decimals."""
+    return "undefined" if value is None or math.isnan(float(value)) else f"{float(value):.5f}"
 
 
 def _r(value) -> float | None:

@@ -217,9 +217,9 @@ class ReportView:
         yield Text.assemble(("reference ", "bold"), _describe(r.reference), ("\ntarget    ", "bold"), _describe(r.target))
         if r.inputs:
             yield Text("inputs    " + ", ".join(f"{k}={v}" for k, v in r.inputs.items()), style="dim")
-        extra = {k: v for k, v in r.meta.items() if k.startswith("target.")}
+        extra = {k: v for k, v in r.meta.items() if k.startswith("target.") and v not in (None, "", [], {}, ())}
         if extra:
-            yield Text("          " + ", ".join(f"{k[7:]}={v}" for k, v in extra.items()), style="dim")
+            yield Text("          " + ", ".join(f"{k[7:]}={_meta_value(v)}" for k, v in extra.items()), style="dim")
         indices = None if self.show_all else select_layers(r)
         yield Group(LayerTable(r, indices))
         yield FindingsPanel(r)
@@ -267,6 +267,12 @@ def _num(value: float | None, digits: int) -> str:
     if value != 0 and (abs(value) >= 1e6 or abs(value) < 10 ** -digits):
         return f"{value:.2e}"
     return f"{value:.{digits}f}"
+
+
+def _meta_value(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def _nan_low(value: float) -> float:
