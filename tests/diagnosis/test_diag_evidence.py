@@ -132,3 +132,36 @@ def test_diverged_with_nothing_to_re_run_gets_an_unexplained_finding(tmp_path: P
     assert found.severity == "warning" and "dump more tensors before" in found.suggestion
     assert found.evidence["diverged_layers"] == 1 and probs in found.evidence["outputs"]
     assert "inputs match" not in found.message
+
+
+def test_int8_recurrent_model_that_diverges_gets_a_finding(tmp_path: Path) -> None:
+    """An audio-style recurrent net (MatMul front end, LSTM, MatMul head) quantized by onnxruntime's
+    quantize_dynamic (int8 weights, DynamicQuantizeLSTM): judged strictly it diverges, and the report names
+    its origin in a finding (it used to have none)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    rng = np.random.default_rng(0)
+    steps, features, inner, hidden = 20, 40, 16, 32
+    arrays = {"wi": rng.standard_normal((features, inner)) * 0.2, "W": rng.standard_normal((1, 4 * hidden, inner)) * 0.4,
+              "R": rng.standard_normal((1, 4 * hidden, hidden)) * 0.4, "B": rng.standard_normal((1, 8 * hidden)) * 0.1,
+              "Wo": rng.standard_normal((hidden, 10)) * 0.3}
+    inits = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in arrays.items()]
+    inits.append(numpy_helper.from_array(np.array([1], np.int64), "axis"))
+    nodes = [helper.make_node("MatMul", ["x", "wi"], ["feat"], name="frontend"),
+             helper.make_node("LSTM", ["feat", "W", "R", "B"], ["y", "yh"], name="lstm", hidden_size=hidden),
+             helper.make_node("Squeeze", ["y", "axis"], ["ys"], name="squeeze"),
+             helper.make_node("MatMul", ["ys", "Wo"], ["logits"], name="head")]
+    graph = helper.make_graph(nodes, "rnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [steps, 1, features])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "float.onnx")
+    quantize_dynamic(str(tmp_path / "float.onnx"), str(tmp_path / "int8.onnx"), weight_type=QuantType.QInt8)
+    x = (rng.standard_normal((steps, 1, features)) * 3).astype(np.float32)
+    report = netdiff.compare(tmp_path / "float.onnx", tmp_path / "int8.onnx", {"x": x},
+                             thresholds=Thresholds(cosine=0.99995, rel_l2=0.005))
+    assert report.diverged and report.findings
+    named = {f.layer for f in report.findings} | {o for f in report.findings for o in f.evidence.get("origins", [])
+                                                   if isinstance(o, str)}
+    assert set(report.origins) <= named | {o.get("layer") for f in report.findings
+                                           for o in f.evidence.get("origins", []) if isinstance(o, dict)}
