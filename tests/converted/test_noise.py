@@ -105,3 +105,27 @@ def test_cli_precision_option(tmp_path, capsys):
     assert data["meta"]["precision"] == {"kind": "int8", "source": "hint", "activation_bits": 8, "weight_bits": 8,
                                          "per_channel": False}
     assert data["thresholds"]["noise_factor"] == 3.0
+
+
+def test_run_int8_judges_by_the_simulated_models_own_precision():
+    x = face_crop(4)
+    report = run_simulated(RNET, "int8", {"input_2": x}, options={"per_channel": "true"})
+    precision = report.meta["precision"]
+    assert {k: precision[k] for k in ("kind", "source", "activation_bits", "weight_bits", "per_channel")} == {
+        "kind": "int8", "source": "simulator", "activation_bits": 8, "weight_bits": 8, "per_channel": True}
+    assert precision["quantized_weights"] >= 6  # 3 Conv + 3 MatMul (and the PRelu slopes)
+    compared = [x for x in report.layers if x.metrics is not None and x.op_type != "Input"]
+    assert all(x.expected_rel_l2 is not None for x in compared)
+    # a clean int8 simulation: every layer within its expected noise, the verdict clean
+    assert all(x.metrics.rel_l2 <= 4.0 * x.expected_rel_l2 for x in compared)
+    assert report.first_divergence is None and not report.failed
+
+
+def test_fp16_hint_on_a_device_dump(tmp_path):
+    """A dump (no model) carries no precision: --precision fp16 gives each layer its fp16 noise."""
+    x = face_crop(5)
+    target = simulate(RNET, "fp16", {"input_2": x}).target
+    report = netdiff.compare(RNET, target, {"input_2": x}, precision="fp16")
+    assert report.meta["precision"] == {"kind": "fp16", "source": "hint"}
+    conv = report.layer("convolution_output2")
+    assert 1e-5 < conv.expected_rel_l2 < 1e-2 and conv.status == "ok"
