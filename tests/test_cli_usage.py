@@ -100,6 +100,8 @@ def test_report_all_shows_every_layer(tmp_path, cnn_path, cnn_input_path, capsys
     full = capsys.readouterr().out
     assert "not shown (--all)" in default and "not shown" not in full
     assert all(re.search(rf"^\s*{i} ", full, re.M) for i in range(15))
+    cosines = re.findall(r"cosine (-?\d+\.\d+)", full)  # findings and summary: the table's 5 decimals
+    assert len(cosines) >= 2 and all(len(c.split(".")[1]) == 5 for c in cosines), cosines
 
 
 def test_verbosity_and_log_file(tmp_path, cnn_path, capsys):

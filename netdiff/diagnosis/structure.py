@@ -39,7 +39,7 @@ def channel_mismatch(context: Context) -> Iterator[Finding]:
                                         "channel order of the converted weights (e.g. a group/shuffle or a concat order)")
         else:
             message = (f"{len(bad)} of {channels} channels of {layer.name} diverge while the others match "
-                       f"(worst cosine {found['worst'][0][1]:.4g}).")
+                       f"(worst cosine {found['worst'][0][1]:.5f}).")
             fix = pick(context,
                        nnie="a per-tensor quantization range dominated by a few channels: run this layer in 16 bits "
                             "([compile_mode] 2 with the name ending in _hp) or rebalance the channel ranges "
@@ -96,7 +96,7 @@ def spatial_offset(context: Context) -> Iterator[Finding]:
         yield Finding(
             "spatial_offset", layer.name, "error",
             f"{layer.name} in the target is the reference shifted by {dy} row(s) and {dx} column(s) "
-            f"(cosine {found['cosine_shifted']:.4f} after the shift, {found['cosine_as_is']:.4f} as is).",
+            f"(cosine {found['cosine_shifted']:.5f} after the shift, {found['cosine_as_is']:.5f} as is).",
             found,
             pick(context, generic="check padding and alignment conventions of this layer (pads / auto_pad SAME_UPPER "
                                   "vs SAME_LOWER, align_corners / coordinate_transformation_mode of resizes, "
