@@ -1,10 +1,11 @@
-"""Compare on several input samples: per-sample first divergence, per-layer aggregate, data dependence.
+"""Samples of a multi-sample comparison: what a samples directory holds and how a sample becomes inputs.
 
-What is supported:
+The comparison itself is :mod:`netdiff.dataset` (streamed, on worker processes or a cluster).
 
 - samples: a directory of ``.npy`` files (single-input models; the file stem is the sample id),
-  of ``.npz`` files (one named array per model input), or of subdirectories holding one
-  ``NAME.npy`` per model input; or an explicit list of files/arrays/dicts.
+  of ``.npz`` files (one named array per model input), of images (``.png``, ``.jpg``; decoded and
+  preprocessed as calibration images), or of subdirectories holding one ``NAME.npy`` (or image)
+  per model input; or an explicit list of files/arrays/dicts.
 - reference: a model (it is run on every sample).
 - target: a second model (run on every sample), or a directory of per-sample dumps
   ``TARGET/<sample_id>/...`` (each read with the target's reader). A single dump holds one
@@ -18,14 +19,19 @@ samples diverge.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from netdiff.errors import InputError
 from netdiff.types import Report
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+SAMPLE_SUFFIXES = (".npy", ".npz", *IMAGE_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -48,14 +54,19 @@ def load_samples(source: str | Path | Sequence[Any]) -> list[Sample]:
             raise InputError(f"{path}: a samples source must be a directory (of .npy, .npz or per-sample folders)")
         samples = []
         for entry in sorted(path.iterdir()):
-            if entry.is_file() and entry.suffix.lower() in (".npy", ".npz"):
+            if entry.is_file() and entry.suffix.lower() in SAMPLE_SUFFIXES:
                 samples.append(Sample(entry.stem, entry))
             elif entry.is_dir():
-                arrays = {f.stem: f for f in sorted(entry.glob("*.npy"))}
+                arrays = {f.stem: f for f in sorted(entry.iterdir())
+                          if f.is_file() and f.suffix.lower() in (".npy", *IMAGE_SUFFIXES)}
                 if arrays:
                     samples.append(Sample(entry.name, arrays))
         if not samples:
-            raise InputError(f"{path}: no sample found (expected .npy/.npz files or folders of NAME.npy)")
+            raise InputError(f"{path}: no sample found (expected .npy/.npz/.png/.jpg files or folders of NAME.npy)")
+        ids = [s.id for s in samples]
+        if len(set(ids)) != len(ids):
+            raise InputError(f"{path}: sample ids repeat (same name, different suffix): "
+                             f"{', '.join(sorted({i for i in ids if ids.count(i) > 1})[:5])}")
         return samples
     items = list(source)
     if not items:
@@ -84,51 +95,38 @@ def sample_args(values: Sequence[str]) -> list[Path] | Path | None:
     return None
 
 
-def compare_samples(reference: Any, target: Any, samples: str | Path | Sequence[Any], *,
-                    reference_format: str | None = None, target_format: str | None = None,
-                    reference_options: Mapping[str, Any] | None = None,
-                    target_options: Mapping[str, Any] | None = None, **options: Any) -> Report:
-    """Compare ``target`` with ``reference`` on every sample and aggregate.
+def compare_samples(reference: Any, target: Any, samples: str | Path | Sequence[Any], **options: Any) -> Report:
+    """Compare ``target`` with ``reference`` on every sample and aggregate (see
+    :func:`netdiff.dataset.compare_dataset`; without ``jobs`` it uses every core)."""
+    from netdiff.dataset import compare_dataset
 
-    Args:
-        reference: Reference model (path or :class:`netdiff.runners.Model`).
-        target: Target model, or a directory of per-sample dumps ``<sample_id>/``.
-        samples: A samples directory or list (see :func:`load_samples`).
-        reference_format: Force the reference runner.
-        target_format: Force the target's reader or runner.
-        reference_options: Runner options of the reference.
-        target_options: Reader/runner options of the target.
-        **options: Passed to :func:`netdiff.compare` (thresholds, mapping, isolated, ...).
-
-    Raises:
-        InputError: The reference is not a model, or the target is a single dump.
-    """
-    from netdiff.pipeline import compare, open_source
-    from netdiff.runners import Model
-
-    items = load_samples(samples)
-    ref_model = open_source(reference, reference_format, reference_options)
-    if not isinstance(ref_model, Model):
-        raise InputError("several samples need a reference model to run (the reference is a dump)")
-    per_sample_dir = _per_sample_dir(target, items)
-    tgt_model = None
-    if per_sample_dir is None:
-        tgt_model = open_source(target, target_format, target_options)
-        if not isinstance(tgt_model, Model):
-            raise InputError(f"{target}: a single target dump holds one sample; for several samples give a target "
-                             f"model or a directory with one dump per sample id ({', '.join(s.id for s in items[:3])}, ...)")
-    reports: list[tuple[str, Report]] = []
-    for sample in items:
-        if tgt_model is not None:
-            report = compare(ref_model, tgt_model, sample.inputs, **options)
-        else:
-            report = compare(ref_model, per_sample_dir / sample.id, sample.inputs, target_format=target_format,
-                             target_options=target_options, **options)
-        reports.append((sample.id, report))
-    return aggregate(reports)
+    return compare_dataset(reference, target, samples, **options)
 
 
-def _per_sample_dir(target: Any, items: list[Sample]) -> Path | None:
+def sample_feeds(sample: Sample, specs: Sequence[Any], preprocess: Any = None) -> dict[str, np.ndarray]:
+    """The model inputs of one sample: arrays, .npy/.npz files, or images (decoded and preprocessed)."""
+    from netdiff.calibration import IMAGE_SUFFIXES, Preprocess, image_to_input, read_image
+    from netdiff.inputs import fit_to_spec, resolve_feeds
+
+    def image(path: Path, spec: Any) -> np.ndarray:
+        return fit_to_spec(image_to_input(read_image(path), spec, preprocess or Preprocess()), spec)
+
+    inputs = sample.inputs
+    if isinstance(inputs, Path) and inputs.suffix.lower() in IMAGE_SUFFIXES:
+        if len(specs) != 1:
+            raise InputError(f"{inputs}: an image sample needs a single-input model (this one has {len(specs)})")
+        return {specs[0].name: image(inputs, specs[0])}
+    if isinstance(inputs, Mapping):
+        by_name = {s.name: s for s in specs}
+        images = {n: image(v, by_name[n]) for n, v in inputs.items()
+                  if isinstance(v, Path) and v.suffix.lower() in IMAGE_SUFFIXES and n in by_name}
+        if images:
+            inputs = {**inputs, **images}
+    return resolve_feeds(specs, inputs)[0]
+
+
+def per_sample_dir(target: Any, items: list[Sample]) -> Path | None:
+    """The directory of per-sample target dumps ``TARGET/<sample_id>``, or None when ``target`` is not one."""
     if not isinstance(target, (str, Path)):
         return None
     path = Path(target)
@@ -142,38 +140,3 @@ def _per_sample_dir(target: Any, items: list[Sample]) -> Path | None:
         raise InputError(f"{path}: no target dump for sample(s) {', '.join(missing[:5])} "
                          f"(expected {path}/<sample_id>/ for every sample)")
     return path
-
-
-def aggregate(reports: Sequence[tuple[str, Report]]) -> Report:
-    """Merge per-sample reports into the worst sample's report with per-layer sample statistics."""
-    from netdiff.diagnosis.samples import dataset_dependent_finding
-
-    def badness(item: tuple[str, Report]) -> tuple[int, float]:
-        report = item[1]
-        cosines = [x.metrics.cosine for x in report.layers if x.metrics is not None and not math.isnan(x.metrics.cosine)]
-        return sum(x.status == "diverged" for x in report.layers), -min(cosines, default=1.0)
-
-    worst_id, base = max(reports, key=badness)
-    for layer in base.layers:
-        values = []
-        for sample_id, report in reports:
-            try:
-                other = report.layer(layer.name)
-            except KeyError:
-                continue
-            if other.metrics is not None and not math.isnan(other.metrics.cosine):
-                values.append((other.metrics.cosine, sample_id, other.status))
-        if not values:
-            continue
-        worst = min(values)
-        layer.extra["samples"] = {
-            "count": len(values), "mean_cosine": sum(v[0] for v in values) / len(values),
-            "worst_cosine": worst[0], "worst_sample": worst[1],
-            "diverged_in": [v[1] for v in values if v[2] == "diverged"]}
-    base.meta["samples"] = [{"id": sid, "first_divergence": r.first_divergence} for sid, r in reports]
-    base.meta["worst_sample"] = worst_id
-    base.inputs = {**base.inputs, "samples": f"{len(reports)} (report shows {worst_id})"}
-    finding = dataset_dependent_finding(base)
-    if finding is not None:  # the headline of a multi-sample comparison: listed first
-        base.findings = [finding, *base.findings]
-    return base

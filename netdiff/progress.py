@@ -39,10 +39,12 @@ class RichProgress:
 
     def __init__(self) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress as _Bar, TextColumn, TimeElapsedColumn
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress as _Bar, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
 
         self._bar = _Bar(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
-                         TimeElapsedColumn(), console=Console(stderr=True, markup=False), transient=True)
+                         TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                         console=Console(stderr=True, markup=False), transient=True)
         self._task = None
 
     def start(self, task: str, total: int) -> None:

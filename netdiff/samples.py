@@ -126,3 +126,54 @@ def preprocess(image: np.ndarray, mean: tuple[float, ...] = IMAGENET_MEAN, std: 
     x = image.astype(np.float32) / 255.0
     x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+def image_like_input(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """A photo-like float32 input of ``shape`` (NCHW or NHWC with 3 channels: a natural image
+    scaled to about [-1, 1]; any other shape: seeded standard normal values)."""
+    shape = tuple(int(d) for d in shape)
+    if len(shape) == 4 and 3 in (shape[1], shape[3]):
+        nhwc = shape[3] == 3 and shape[1] != 3
+        h, w = (shape[1], shape[2]) if nhwc else (shape[2], shape[3])
+        x = (natural_image(h, w, seed).astype(np.float32) - 127.5) / 128.0
+        x = x if nhwc else x.transpose(2, 0, 1)
+        return np.ascontiguousarray(x[None]).reshape(shape)
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def write_samples(directory: Any, shape: tuple[int, ...], count: int, seed: int = 0) -> list[Any]:
+    """Write ``count`` photo-like samples ``s00000.npy`` ... into ``directory``; return the paths."""
+    from pathlib import Path
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = directory / f"s{i:05d}.npy"
+        np.save(path, image_like_input(shape, seed + i))
+        paths.append(path)
+    return paths
+
+
+def quantize_qdq(model_path: Any, out_path: Any, calibration: list[dict[str, np.ndarray]], per_channel: bool = False
+                 ) -> Any:
+    """Quantize a float ONNX model to int8 QDQ with onnxruntime's ``quantize_static`` (MinMax)."""
+    import logging
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._it, None)
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer logs "consider pre-processing" through the root logger
+    try:
+        quantize_static(str(model_path), str(out_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel)
+    finally:
+        root.setLevel(level)
+    return out_path

@@ -13,7 +13,7 @@ from netdiff.errors import NetdiffError
 
 InputOpt = Annotated[list[str] | None, typer.Option(
     "--input", "-i", metavar="NAME=FILE", rich_help_panel="Inputs", help="Model input: NAME=FILE.npy (repeatable), or FILE.npy / FILE.npz for a single-input "
-                          "model, or a directory of samples (compare only). Without it, a seeded random "
+                          "model, or a directory of samples (.npy/.npz/.png/.jpg; compared per sample, see --jobs). Without it, a seeded random "
                           "input is used (with a warning).")]
 WeightsOpt = Annotated[Path | None, typer.Option("--weights", metavar="FILE.caffemodel", rich_help_panel="Inputs", help="Caffe .caffemodel for a .prototxt model "
                                                                    "(default: <stem>.caffemodel beside it).")]

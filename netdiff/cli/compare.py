@@ -8,7 +8,10 @@ from typing import Annotated
 import typer
 
 from netdiff.cli._common import SeedOpt, WeightsOpt, console, model_options, parse_options
+from netdiff.cli._dataset import (AddressOpt, EngineOpt, JobsOpt, LabelsOpt, TaskOpt, WorstOpt, dataset_options,
+                                  print_dataset)
 from netdiff.cli.app import app
+from netdiff.cli.simulate import LayoutOpt, MeanOpt, OrderOpt, ScaleOpt, SizeOpt, StdOpt, preprocess_from_flags
 
 
 @app.command("compare")
@@ -17,7 +20,7 @@ def compare_command(
     target: Annotated[Path, typer.Argument(metavar="TARGET", help="Target: dump (directory, .npz, device dump) or a second model.")],
     input: Annotated[list[str] | None, typer.Option(
         "--input", "-i", metavar="NAME=FILE", rich_help_panel="Inputs", help="Model input: NAME=FILE.npy (repeatable) or FILE.npy / FILE.npz; a directory of samples "
-                              "or several FILEs compares per sample. Without it, a seeded random input is used.")] = None,
+                              "or several FILEs (.npy/.npz/.png/.jpg) compares per sample (--jobs, --labels, --task). Without it, a seeded random input is used.")] = None,
     mapping: Annotated[Path | None, typer.Option("--map", metavar="FILE.json", rich_help_panel="Alignment", help="JSON {target_name: reference_name} pairs.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", metavar="FILE.json", rich_help_panel="Outputs", help="Write the JSON report here.")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", metavar="FILE.csv", rich_help_panel="Outputs", help="Write the CSV report (msaccucmp column names).")] = None,
@@ -38,10 +41,23 @@ def compare_command(
     score_threshold: Annotated[float, typer.Option("--score-threshold", metavar="FLOAT", rich_help_panel="Diagnosis", help="Detector heads keep boxes scoring at least this (detection summary, \"no boxes\").")] = 0.5,
     no_diagnose: Annotated[bool, typer.Option("--no-diagnose", rich_help_panel="Diagnosis", help="Skip cause diagnosis.")] = False,
     seed: SeedOpt = 0,
+    jobs: JobsOpt = None,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    diagnose_worst: WorstOpt = 1,
+    labels: LabelsOpt = None,
+    task: TaskOpt = None,
+    size: SizeOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    scale: ScaleOpt = None,
+    channel_order: OrderOpt = None,
+    layout: LayoutOpt = None,
 ) -> None:
     """Compare every tensor of TARGET with REFERENCE; exit 1 when a layer diverges."""
     from netdiff.inputs import parse_input_args
-    from netdiff.multisample import compare_samples, sample_args
+    from netdiff.dataset import compare_dataset
+    from netdiff.multisample import sample_args
     from netdiff.pipeline import compare
     from netdiff.progress import terminal_progress
     from netdiff.reports.terminal import ReportView
@@ -61,18 +77,21 @@ def compare_command(
     common = dict(reference_format=reference_format, target_format=target_format,
                   reference_options=model_options(weights), target_options=target_options, mapping=mapping,
                   thresholds=Thresholds(cosine_threshold, rel_l2_threshold, noise_factor), seed=seed, precision=known,
-                  diagnose=not no_diagnose, isolated=isolated, progress=terminal_progress(),
-                  score_threshold=score_threshold)
+                  diagnose=not no_diagnose, isolated=isolated, score_threshold=score_threshold)
     samples = sample_args(input or [])
     if samples is not None:
-        report = compare_samples(reference, target, samples, **common)
+        report = compare_dataset(reference, target, samples, **common,
+                                 preprocess=preprocess_from_flags(None, size, mean, std, scale, channel_order, layout),
+                                 **dataset_options(jobs, engine, address, diagnose_worst, labels, task,
+                                                   terminal_progress()))
     else:
-        report = compare(reference, target, parse_input_args(input or []), **common)
+        report = compare(reference, target, parse_input_args(input or []), **common, progress=terminal_progress())
     write_outputs(report, json_path, csv_path, html_path)
     if model_explorer_path is not None:
         from netdiff.reports.model_explorer import write_node_data
 
         write_node_data(report, model_explorer_path)
+    print_dataset(report)
     console().print(ReportView(report, show_all=show_all))
     raise typer.Exit(1 if report.failed else 0)
 

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from netdiff.cli._common import InputOpt, SeedOpt, WeightsOpt, console, model_options, parse_options
+from netdiff.cli._dataset import (AddressOpt, EngineOpt, JobsOpt, LabelsOpt, TaskOpt, WorstOpt, dataset_options,
+                                  print_dataset)
 from netdiff.cli.app import app
 from netdiff.cli.simulate import (CalibConfigOpt, CalibLimitOpt, CalibOpt, LayoutOpt, MeanOpt, OrderOpt, ScaleOpt,
                                   SimOptionOpt, SizeOpt, StdOpt, TargetOpt, check_kind, preprocess_from_flags)
@@ -40,25 +42,41 @@ def run_command(
     no_diagnose: Annotated[bool, typer.Option("--no-diagnose", rich_help_panel="Diagnosis", help="Skip cause diagnosis.")] = False,
     weights: WeightsOpt = None,
     seed: SeedOpt = 0,
+    jobs: JobsOpt = None,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    diagnose_worst: WorstOpt = 1,
+    labels: LabelsOpt = None,
+    task: TaskOpt = None,
 ) -> None:
     """Simulate TARGET for MODEL and compare every layer: accumulated and isolated error; exit 1 on divergence."""
     from netdiff._io import check_output_files
     from netdiff.cli.compare import write_outputs
+    from netdiff.dataset import run_dataset
     from netdiff.inputs import parse_input_args
+    from netdiff.multisample import sample_args
     from netdiff.progress import terminal_progress
     from netdiff.reports.terminal import ReportView
     from netdiff.simulators.run import run_simulated
     from netdiff.types import Thresholds
 
     check_output_files({"--json": json_path, "--csv": csv_path, "--html": html_path})
-    report = run_simulated(model, check_kind(target), parse_input_args(input or []), calibration=calib,
-                           preprocess=preprocess_from_flags(calib_config, size, mean, std, scale, channel_order, layout),
-                           calibration_limit=calib_limit, options=parse_options(option, "--option"),
-                           thresholds=Thresholds(cosine_threshold, rel_l2_threshold, noise_factor), mapping=mapping,
-                           isolated=not no_isolated, diagnose=not no_diagnose, model_options=model_options(weights),
-                           seed=seed, progress=terminal_progress())
+    common = dict(calibration=calib,
+                  preprocess=preprocess_from_flags(calib_config, size, mean, std, scale, channel_order, layout),
+                  calibration_limit=calib_limit, options=parse_options(option, "--option"),
+                  thresholds=Thresholds(cosine_threshold, rel_l2_threshold, noise_factor), mapping=mapping,
+                  isolated=not no_isolated, diagnose=not no_diagnose, model_options=model_options(weights), seed=seed)
+    samples = sample_args(input or [])
+    if samples is not None:
+        report = run_dataset(model, check_kind(target), samples, **common,
+                             **dataset_options(jobs, engine, address, diagnose_worst, labels, task,
+                                               terminal_progress()))
+    else:
+        report = run_simulated(model, check_kind(target), parse_input_args(input or []), **common,
+                               progress=terminal_progress())
     write_outputs(report, json_path, csv_path, html_path)
     out = console()
+    print_dataset(report)
     sim = report.meta.get("simulator", {})
     out.print(f"simulated {sim.get('kind')} ({sim.get('summary')}): {sim.get('aligned')} of {sim.get('in_target')} "
               f"target tensors aligned ({sim.get('float_tensors')} float tensors, {sim.get('content_checked')} placed "

@@ -20,6 +20,7 @@ from typing import Any
 from netdiff._io import write_text_atomic
 from netdiff.errors import NetdiffError
 from netdiff.reports._html_data import page_data
+from netdiff.reports.dataset import html_section
 from netdiff.types import Finding, Report
 
 _ASSETS = "html_assets"
@@ -45,6 +46,7 @@ def render_html(report: Report) -> str:
         _header(report, payload, index),
         _findings(report.findings, index),
         _detections(report, index),
+        html_section(report),
         _SKELETON,
         f"<footer>{escape(payload['tool'])} · self-contained report, no network access</footer>\n</main>\n",
         "<pre id=\"selftest-result\" hidden></pre>\n",

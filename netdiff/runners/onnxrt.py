@@ -263,8 +263,23 @@ def with_all_outputs(model: Any, names: list[str]) -> Any:
     return copy
 
 
+#: Intra-op threads of new sessions (0: onnxruntime's default, every core). Dataset workers set 1,
+#: so N worker processes use N cores, not N times all of them.
+SESSION_THREADS = 0
+
+
+def set_session_threads(threads: int) -> int:
+    """Set the intra-op thread count of sessions created from now on; return the previous one."""
+    global SESSION_THREADS
+    previous, SESSION_THREADS = SESSION_THREADS, int(threads)
+    return previous
+
+
 def _session_options(optimize: bool) -> Any:
     options = ort.SessionOptions()
+    if SESSION_THREADS > 0:
+        options.intra_op_num_threads = SESSION_THREADS
+        options.inter_op_num_threads = 1
     options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     options.log_severity_level = 3

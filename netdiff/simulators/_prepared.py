@@ -50,6 +50,13 @@ class PreparedTarget:
         self._session: Any = None
         self._names: list[str] = []
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (dataset workers): the session is rebuilt on first use in the other process."""
+        state = dict(self.__dict__)
+        state["_session"] = None
+        state["last_placement"] = None
+        return state
+
     def place(self, values: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray] | None) -> Placement:
         """Where each float tensor's value is (``reference`` enables content checks)."""
         raise NotImplementedError

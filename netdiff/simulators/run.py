@@ -121,7 +121,6 @@ def run_simulated(model: Any, kind: str, inputs: InputsLike = None, *,
     ``report.meta["simulator"]`` says how many float tensors the target still has and how many
     were aligned. Other arguments as in :func:`simulate` and :func:`netdiff.pipeline.compare`.
     """
-    from netdiff.metrics import compute_metrics
     from netdiff.pipeline import compare
 
     sim = simulate(model, kind, inputs, calibration=calibration, preprocess=preprocess,
@@ -129,6 +128,14 @@ def run_simulated(model: Any, kind: str, inputs: InputsLike = None, *,
                    seed=seed, progress=progress)
     report = compare(sim.model, sim.target, sim.feeds, mapping=mapping, thresholds=thresholds, seed=seed,
                      diagnose=diagnose, precision=simulated_precision(sim), progress=progress)
+    return _finish(report, sim, isolated)
+
+
+def _finish(report: Report, sim: Simulation, isolated: bool) -> Report:
+    """Isolated metrics, content placements and ``meta["simulator"]`` of a simulated comparison."""
+    from netdiff.metrics import compute_metrics
+
+    kind = sim.kind
     iso: dict[str, np.ndarray] = {}
     if isolated and sim.prepared is not None:
         iso = sim.prepared.isolated(sim.feeds, sim.reference)
@@ -165,6 +172,53 @@ def simulated_precision(sim: Simulation) -> Precision | None:
     if sim.kind in ("fp16", "nnie8", "nnie16"):
         return Precision(sim.kind, "simulator")
     return None
+
+
+def prepare_simulation(model: Any, kind: str, *, calibration: str | Path | Sequence[Mapping[str, np.ndarray]],
+                       preprocess: Preprocess | None = None, calibration_limit: int | None = None,
+                       options: Mapping[str, Any] | None = None, model_options: Mapping[str, Any] | None = None
+                       ) -> Simulation:
+    """Calibrate the ``kind`` target once for runs on many samples (``feeds``/dumps left empty).
+
+    Raises:
+        ModelError: ``model`` is a dump; NetdiffError: the simulator cannot be prepared once.
+    """
+    from netdiff.errors import ModelError, NetdiffError
+    from netdiff.pipeline import open_source
+    from netdiff.runners.base import Model
+    from netdiff.simulators import get_simulator
+
+    simulator = get_simulator(kind)
+    source = open_source(model, None, model_options)
+    if not isinstance(source, Model):
+        raise ModelError(f"{model}: simulation needs a model file (.onnx, .prototxt), not a dump")
+    prepare = getattr(simulator, "prepare", None)
+    if prepare is None:
+        raise NetdiffError(f"target {kind} cannot be calibrated once for several samples")
+    samples, calib_info = calibration_samples(source, calibration, {}, preprocess, calibration_limit)
+    prepared = prepare(source.onnx_model(), samples, **dict(options or {}))
+    empty = Dump(tensors={})
+    return Simulation(kind, source, {}, empty, empty, prepared, calib_info)
+
+
+def compare_simulation(sim: Simulation, feeds: Mapping[str, np.ndarray], *, thresholds: Thresholds | None = None,
+                       mapping: Mapping[str, str] | str | Path | None = None, isolated: bool = True,
+                       diagnose: bool = True, seed: int = 0) -> Report:
+    """One sample of a prepared simulation compared in full (as :func:`run_simulated`)."""
+    from dataclasses import replace
+
+    from netdiff.pipeline import compare, run_model
+
+    side = run_model(sim.model, dict(feeds), seed)
+    target = sim.prepared.dump(side.feeds, side.dump)
+    target.meta.setdefault("calibration_samples", sim.calibration.get("samples"))
+    internal = [t.name for t in target
+                if t.name not in side.dump and not t.origin_names and t.name not in target.target_only]
+    target.target_only.extend(internal)
+    one = replace(sim, feeds=side.feeds, reference=side.dump, target=target)
+    report = compare(sim.model, target, side.feeds, mapping=mapping, thresholds=thresholds, seed=seed,
+                     diagnose=diagnose, precision=simulated_precision(one))
+    return _finish(report, one, isolated)
 
 
 def _simulator_summary(kind: str) -> str:

@@ -1,0 +1,318 @@
+"""The per-sample work: run both sides once, measure every planned pair, keep a small record.
+
+A :class:`Plan` is made once from the full comparison of the first sample (which pairs, which
+layout transform, which compared ancestors); a :class:`Job` says how to rebuild both sides in
+another process; an :class:`Evaluator` (built once per process) turns a sample into a
+:class:`SampleResult` of two float arrays and a task record, nothing else.
+
+Per-sample metrics are cosine and rel_l2 in float64 over all the pairs at once (the formulas of
+docs/metrics.md); a pair with a non-finite or all-zero side goes through
+:func:`netdiff.metrics.compute_metrics` and the report's own status rule.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netdiff.errors import NetdiffError
+from netdiff.types import Dump, Report, Tensor, Thresholds, Transform
+
+
+@dataclass(frozen=True)
+class OutputTask:
+    """How one graph output is judged: ``kind`` is "classification", "detection" or "other"."""
+
+    output: str
+    kind: str
+    index: int
+    scores: str | None = None  # detection: the scores output paired with these boxes
+
+
+@dataclass
+class Plan:
+    """What every sample measures, fixed by the first sample's full comparison.
+
+    Attributes:
+        names: Reference names of the compared layers, in report order.
+        targets: Target tensor name of each.
+        transforms: Layout transform of each (None when the target is used as it is).
+        ancestors: Indices of each layer's nearest compared ancestors (for the first divergence).
+        outputs: Indices (into ``names``) of the reference graph outputs.
+        tasks: How each graph output is judged.
+        thresholds: Divergence thresholds.
+    """
+
+    names: list[str]
+    targets: list[str]
+    transforms: list[Transform | None]
+    ancestors: list[tuple[int, ...]]
+    outputs: list[int]
+    tasks: list[OutputTask]
+    thresholds: Thresholds
+    score_threshold: float = 0.5
+    iou: float = 0.5
+
+
+def plan_from_report(report: Report, tasks: Sequence[OutputTask]) -> Plan:
+    """The plan of the compared layers of ``report`` (one sample's full comparison)."""
+    from netdiff.verdict import _compared_ancestors
+
+    compared = [x for x in report.layers if x.metrics is not None and x.target_name is not None]
+    index = {x.name: i for i, x in enumerate(compared)}
+    by_name = {x.name: x for x in report.layers}
+    memo: dict[str, list[Any]] = {}
+    ancestors = [tuple(sorted(index[u.name] for u in _compared_ancestors(x.inputs, by_name, memo, set())
+                              if u.name in index)) for x in compared]
+    transforms = []
+    for x in compared:
+        t = x.match.transform if x.match is not None else None
+        identity = t is None or (t.permutation is None and not t.reshape and t.crop is None and not t.squeeze
+                                 and tuple(x.shape or ()) == tuple(x.target_shape or ()))
+        transforms.append(None if identity else t)
+    outputs = [index[n] for n in report.meta.get("graph_outputs", []) if n in index]
+    return Plan([x.name for x in compared], [x.target_name for x in compared], transforms, ancestors, outputs,
+                list(tasks), report.thresholds)
+
+
+@dataclass
+class SampleResult:
+    """What one sample leaves behind: per planned layer cosine, rel_l2 and status, and a task record."""
+
+    index: int
+    id: str
+    cosine: np.ndarray
+    rel_l2: np.ndarray
+    status: list[str]
+    first_divergence: int | None
+    task: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+# --- the two sides, rebuilt in each process -------------------------------------------------------------
+
+
+@dataclass
+class ModelSource:
+    """A model side: a path (with format and runner options), or a serialized ONNX model."""
+
+    path: str | None = None
+    format: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    onnx_bytes: bytes | None = None
+
+    @classmethod
+    def of(cls, model: Any, format: str | None = None, options: Mapping[str, Any] | None = None) -> ModelSource:
+        """From what the pipeline accepts (a path or a :class:`~netdiff.runners.Model`)."""
+        from netdiff.runners.onnxrt import OnnxModel
+
+        if isinstance(model, OnnxModel) and (model._model is not None or not Path(model.path).is_file()):
+            return cls(onnx_bytes=model.onnx_model().SerializeToString())
+        if hasattr(model, "path") and not isinstance(model, (str, Path)):
+            opts = dict(getattr(model, "options", {}) or options or {})
+            if getattr(model, "weights", None) is not None:
+                opts["weights"] = str(model.weights)
+            return cls(path=str(model.path), format=getattr(model, "name", None) or format, options=opts)
+        return cls(path=str(model), format=format, options=dict(options or {}))
+
+    def open(self) -> Any:
+        from netdiff.pipeline import open_source
+
+        if self.onnx_bytes is not None:
+            import onnx
+
+            from netdiff.runners.onnxrt import OnnxModel
+
+            return OnnxModel.from_proto(onnx.load_from_string(self.onnx_bytes))
+        return open_source(self.path, self.format, self.options)
+
+
+@dataclass
+class Job:
+    """Everything a worker needs (picklable): both sides, the plan and how to read samples.
+
+    ``target_kind`` is "model" (a second model run on each sample), "dumps" (a directory of
+    per-sample dumps ``<dir>/<sample_id>``) or "simulated" (a prepared simulator, pickled).
+    """
+
+    reference: ModelSource
+    target_kind: str
+    plan: Plan
+    target: ModelSource | None = None
+    dumps: str | None = None
+    dump_format: str | None = None
+    dump_options: dict[str, Any] = field(default_factory=dict)
+    prepared: bytes | None = None
+    preprocess: Any = None
+    key: str = ""
+
+
+class _ModelRunner:
+    """Runs a model and returns every tensor as name -> array (ONNX: one session, every node output)."""
+
+    def __init__(self, model: Any) -> None:
+        from netdiff.runners.onnxrt import OnnxModel
+
+        self.model = model
+        self.specs = {s.name: s for s in model.input_specs()}
+        self._session = None
+        if isinstance(model, OnnxModel):
+            from netdiff.runners.onnxrt import make_session, node_outputs
+
+            proto = model.onnx_model()
+            self._names = [o.name for o in node_outputs(proto)]
+            self._session = make_session(proto, outputs=self._names)
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds = {n: np.asarray(feeds[n]).astype(s.dtype, copy=False) for n, s in self.specs.items() if n in feeds}
+        if self._session is None:
+            return {t.name: t.load() for t in self.model.run(feeds)}
+        from netdiff.errors import ReferenceRunError
+
+        try:
+            values = self._session.run(self._names, feeds)
+        except Exception as e:  # onnxruntime's own exception types
+            raise ReferenceRunError(f"{self.model.path}: onnxruntime failed: {str(e).splitlines()[0]}") from e
+        out = dict(feeds)
+        out.update(zip(self._names, values))
+        return out
+
+
+class Evaluator:
+    """Both sides of a :class:`Job`, built once; :meth:`evaluate` measures one sample."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.plan = job.plan
+        self.reference = _ModelRunner(job.reference.open())
+        self.specs = list(self.reference.model.input_specs())
+        self.target: Any = None
+        if job.target_kind == "model":
+            self.target = _ModelRunner(job.target.open())
+        elif job.target_kind == "simulated":
+            self.target = pickle.loads(job.prepared)
+
+    def feeds(self, sample: Any) -> dict[str, np.ndarray]:
+        """The sample's model inputs."""
+        from netdiff.multisample import sample_feeds
+
+        return sample_feeds(sample, self.specs, self.job.preprocess)
+
+    def target_values(self, sample: Any, feeds: dict[str, np.ndarray], ref: dict[str, np.ndarray]
+                      ) -> dict[str, np.ndarray]:
+        """Every tensor of the target side for one sample."""
+        if self.job.target_kind == "model":
+            return self.target.run(feeds)
+        if self.job.target_kind == "simulated":
+            dump = self.target.dump(feeds, _as_dump(ref))
+            return {t.name: t.load() for t in dump}
+        from netdiff.readers import read_dump
+
+        dump = read_dump(Path(self.job.dumps) / sample.id, format=self.job.dump_format, **self.job.dump_options)
+        return {t.name: t.load() for t in dump if not t.error}
+
+    def evaluate(self, index: int, sample: Any) -> SampleResult:
+        """Measure one sample (a sample that cannot be run gives an ``error`` record, not an exception)."""
+        try:
+            feeds = self.feeds(sample)
+            ref = self.reference.run(feeds)
+            tgt = self.target_values(sample, feeds, ref)
+        except NetdiffError as e:
+            n = len(self.plan.names)
+            return SampleResult(index, sample.id, np.full(n, np.nan), np.full(n, np.nan), ["error"] * n, None,
+                                error=str(e).splitlines()[0] if str(e) else type(e).__name__)
+        cosine, rel, status = measure(self.plan, ref, tgt)
+        first = first_divergence(self.plan, status)
+        from netdiff.dataset.task import sample_task
+
+        task = sample_task(self.plan, ref, tgt)
+        return SampleResult(index, sample.id, cosine, rel, status, first, task)
+
+
+def _as_dump(values: Mapping[str, np.ndarray]) -> Dump:
+    return Dump(tensors={n: Tensor.from_array(n, np.asarray(v)) for n, v in values.items()})
+
+
+# --- metrics of all pairs at once --------------------------------------------------------------------------
+
+
+def measure(plan: Plan, ref: Mapping[str, np.ndarray], tgt: Mapping[str, np.ndarray]
+            ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Cosine, rel_l2 and status of every planned pair of one sample."""
+    n = len(plan.names)
+    cosine, rel = np.full(n, np.nan), np.full(n, np.nan)
+    status = ["error"] * n
+    rs, ts, idx = [], [], []
+    for i, (name, tname, transform) in enumerate(zip(plan.names, plan.targets, plan.transforms)):
+        r, t = ref.get(name), tgt.get(tname)
+        if r is None or t is None:
+            continue
+        r = np.asarray(r)
+        t = np.asarray(t)
+        try:
+            if transform is not None:
+                t = transform.apply(t, tuple(r.shape))
+        except ValueError:
+            continue
+        if t.size != r.size or r.size == 0 or r.dtype.kind not in "fiub" or t.dtype.kind not in "fiub":
+            continue
+        rs.append(r.reshape(-1))
+        ts.append(t.reshape(-1))
+        idx.append(i)
+    if not idx:
+        return cosine, rel, status
+    sizes = np.fromiter((a.size for a in rs), np.int64, len(rs))
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    r64 = np.concatenate(rs, dtype=np.float64, casting="unsafe")
+    t64 = np.concatenate(ts, dtype=np.float64, casting="unsafe")
+    d64 = t64 - r64
+    with np.errstate(all="ignore"):
+        rr = np.add.reduceat(r64 * r64, starts)
+        tt = np.add.reduceat(t64 * t64, starts)
+        rt = np.add.reduceat(r64 * t64, starts)
+        dd = np.add.reduceat(d64 * d64, starts)
+        rn, tn = np.sqrt(rr), np.sqrt(tt)
+        direct = rt / (rn * tn)
+        close = 1.0 - (dd - (tn - rn) ** 2) / (2.0 * rn * tn)  # accurate when t is close to r
+        cos = np.minimum(np.where(dd < 1e-4 * rr, close, direct), 1.0)
+        rl2 = np.sqrt(dd) / rn
+    good = np.isfinite(rr) & np.isfinite(tt) & np.isfinite(rt) & np.isfinite(dd) & (rr > 0) & (tt > 0)
+    th = plan.thresholds
+    for k, i in enumerate(idx):
+        if good[k]:
+            c, e = float(cos[k]), float(rl2[k])
+            cosine[i], rel[i] = c, e
+            status[i] = "ok" if (c >= th.cosine and e <= th.rel_l2) else "diverged"
+        else:  # NaN/Inf or an all-zero side: the report's own metrics and rule
+            cosine[i], rel[i], status[i] = _exact(rs[k], ts[k], th)
+    return cosine, rel, status
+
+
+def _exact(r: np.ndarray, t: np.ndarray, thresholds: Thresholds) -> tuple[float, float, str]:
+    from netdiff.metrics import compute_metrics
+    from netdiff.verdict import status_of
+
+    m = compute_metrics(r, t)
+    return m.cosine, m.rel_l2, status_of(thresholds, m)
+
+
+def first_divergence(plan: Plan, status: Sequence[str]) -> int | None:
+    """Index of the first layer that diverged while its compared ancestors are ok, or None."""
+    for i, s in enumerate(status):
+        if s == "diverged" and all(status[j] == "ok" for j in plan.ancestors[i]):
+            return i
+    return None
+
+
+def output_cosine(plan: Plan, cosine: np.ndarray) -> float:
+    """The lowest cosine over the graph outputs (over every layer when no output was compared)."""
+    values = cosine[plan.outputs] if plan.outputs else cosine
+    if values.size == 0 or np.isnan(values).all():
+        return math.nan
+    return float(np.nanmin(values)) if not np.isnan(values).any() else -math.inf
