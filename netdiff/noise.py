@@ -65,7 +65,7 @@ def precision_hint(kind: str) -> Precision:
 
 
 def assign_expected_noise(layers: list[LayerResult], reference: Dump, precision: Precision | None,
-                          model: Any = None) -> None:
+                          model: Any = None, weights: Mapping[str, tuple[Any, int]] | None = None) -> None:
     """Set ``expected_rel_l2`` on every layer with a float reference tensor (nothing without a precision).
 
     Args:
@@ -73,10 +73,12 @@ def assign_expected_noise(layers: list[LayerResult], reference: Dump, precision:
         reference: The reference dump (values, op types, inputs).
         precision: The target's precision; nothing is set when None.
         model: The reference ONNX ModelProto (weights of weighted layers), or None.
+        weights: The weights :func:`layer_weights` extracted from ``model`` (to reuse over samples).
     """
     if precision is None or precision.kind not in PRECISIONS:
         return
-    weights = layer_weights(model) if model is not None else {}
+    if weights is None:
+        weights = layer_weights(model) if model is not None else {}
     noise: dict[str, tuple[float, float]] = {}  # absolute (fresh, carried) noise rms per tensor
     rms: dict[str, float] = {}
     for layer in layers:

@@ -21,7 +21,7 @@ LabelsOpt = Annotated[Path | None, typer.Option(
     "--labels", metavar="FILE", rich_help_panel="Samples", help="Labels of the samples (JSON {id: class} or lines 'id,class'): accuracy of both sides.")]
 TaskOpt = Annotated[list[str] | None, typer.Option(
     "--task", metavar="KIND|OUTPUT=KIND", rich_help_panel="Samples", help="How outputs are judged, instead of the inferred task: KIND or OUTPUT=KIND "
-                   "(classification, other); repeatable.")]
+                   "(classification, detection, other); repeatable.")]
 
 
 def dataset_options(jobs: int | None, engine: str, address: str | None, diagnose_worst: int,

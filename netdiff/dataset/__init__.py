@@ -87,8 +87,9 @@ def compare_dataset(reference: Any, target: Any, samples: Any, *, reference_form
         return Job(ModelSource.of(ref_model), "dumps", plan, dumps=str(dumps), dump_format=target_format,
                    dump_options=dict(target_options or {}), preprocess=preprocess)
 
-    return _evaluate(items, full, job, jobs=jobs, engine=engine, address=address, diagnose_worst=diagnose_worst,
-                     labels=labels, tasks=tasks, progress=progress)
+    return _evaluate(items, full, job, score_threshold=options.get("score_threshold", 0.5), jobs=jobs,
+                     engine=engine, address=address, diagnose_worst=diagnose_worst, labels=labels, tasks=tasks,
+                     progress=progress)
 
 
 def run_dataset(model: Any, kind: str, samples: Any, *, calibration: Any = None, preprocess: Any = None,
@@ -124,12 +125,12 @@ def run_dataset(model: Any, kind: str, samples: Any, *, calibration: Any = None,
         return Job(ModelSource.of(sim.model), "simulated", plan, prepared=pickle.dumps(prepared, protocol=4),
                    preprocess=preprocess)
 
-    return _evaluate(items, full, job, jobs=jobs, engine=engine, address=address, diagnose_worst=diagnose_worst,
-                     labels=labels, tasks=tasks, progress=progress)
+    return _evaluate(items, full, job, score_threshold=0.5, jobs=jobs, engine=engine, address=address,
+                     diagnose_worst=diagnose_worst, labels=labels, tasks=tasks, progress=progress)
 
 
 def _evaluate(items: Sequence[Any], full: Callable[[Any], Report], make_job: Callable[[Any], Job], *,
-              jobs: int | None, engine: str, address: str | None, diagnose_worst: int,
+              score_threshold: float, jobs: int | None, engine: str, address: str | None, diagnose_worst: int,
               labels: Mapping[str, int] | str | Path | None, tasks: Mapping[str, str] | None,
               progress: Progress | None) -> Report:
     progress = progress or NullProgress()
@@ -138,8 +139,8 @@ def _evaluate(items: Sequence[Any], full: Callable[[Any], Report], make_job: Cal
     if isinstance(labels, (str, Path)):
         labels = load_labels(labels)
     first = full(items[0])
-    plan = plan_from_report(first, [])
-    plan.tasks = infer_tasks(first, plan.names, tasks)
+    plan = plan_from_report(first, [], score_threshold)
+    plan.tasks = infer_tasks(first, plan.names, tasks, plan.heads)
     aggregate = Aggregate(plan, worst_k=min(diagnose_worst, len(items)), labels=dict(labels or {}))
     job = make_job(plan)
     progress.start(f"comparing {len(items)} samples", len(items))

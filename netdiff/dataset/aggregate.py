@@ -10,7 +10,7 @@ from typing import Any
 
 from netdiff.dataset.evaluate import Plan, SampleResult, output_cosine
 from netdiff.dataset.stats import LayerStats, log_bin, BINS, bin_upper
-from netdiff.dataset.task import ClassificationStats
+from netdiff.dataset.task import ClassificationStats, DetectionStats
 from netdiff.types import Finding, Report, _json_number
 
 import numpy as np
@@ -27,6 +27,7 @@ class Aggregate:
     labels: Mapping[str, int] = field(default_factory=dict)
     layers: list[LayerStats] = field(default_factory=list)
     classification: dict[str, ClassificationStats] = field(default_factory=dict)
+    detection: dict[str, DetectionStats] = field(default_factory=dict)
     records: list[tuple] = field(default_factory=list)
     output_hist: np.ndarray = field(default_factory=lambda: np.zeros(BINS, np.int64))
     errors: int = 0
@@ -36,6 +37,7 @@ class Aggregate:
         self.layers = [LayerStats() for _ in self.plan.names]
         self.classification = {t.output: ClassificationStats(t.output) for t in self.plan.tasks
                                if t.kind == "classification"}
+        self.detection = {h.scores: DetectionStats(h.scores) for h in self.plan.heads}
 
     def add(self, result: SampleResult) -> None:
         """Count one sample (call in sample order)."""
@@ -51,10 +53,14 @@ class Aggregate:
         for name, stats in self.classification.items():
             if result.error is None:
                 stats.add(result.id, result.task.get(name), self.labels.get(result.id))
+        for name, stats in self.detection.items():
+            if result.error is None:
+                stats.add(result.id, result.boxes.get(name))
         diverged = sum(s == "diverged" for s in result.status)
         self.records.append((result.id, plan.names[first] if first is not None else None, out_cos,
                              tuple(float(result.cosine[i]) for i in plan.outputs),
-                             tuple(float(result.rel_l2[i]) for i in plan.outputs), result.task, result.error))
+                             tuple(float(result.rel_l2[i]) for i in plan.outputs), result.task, result.boxes,
+                             result.error))
         out_diverged = sum(result.status[i] == "diverged" for i in plan.outputs)
         key = (out_diverged, diverged, -_low(out_cos), -result.index)  # larger is worse
         if len(self._worst) < self.worst_k:
@@ -81,7 +87,7 @@ class Aggregate:
         """``report.meta["samples"]``: one small record per sample, in sample order."""
         names = [self.plan.names[i] for i in self.plan.outputs]
         out = []
-        for sid, first, out_cos, cos, rel, task, error in self.records:
+        for sid, first, out_cos, cos, rel, task, boxes, error in self.records:
             record: dict[str, Any] = {"id": sid, "first_divergence": first, "output_cosine": _json_number(out_cos),
                                       "outputs": {n: {"cosine": _json_number(c), "rel_l2": _json_number(r)}
                                                   for n, c, r in zip(names, cos, rel)}}
@@ -89,6 +95,10 @@ class Aggregate:
                        for k, v in (task or {}).items() if v is not None}
             if classes:
                 record["classes"] = classes
+            found = {k: {"reference_kept": v[0], "target_kept": v[1], "matched": v[2], "lost": v[0] - v[2],
+                         "extra": v[1] - v[2]} for k, v in (boxes or {}).items() if v is not None}
+            if found:
+                record["boxes"] = found
             if error:
                 record["error"] = error
             out.append(record)
@@ -105,8 +115,16 @@ class Aggregate:
                      "diverged": stats["diverged"]}
             if task.output in self.classification:
                 entry.update(self.classification[task.output].as_dict())
+            if task.kind == "detection" and task.scores in self.detection:
+                entry["head"] = task.scores
             data[task.output] = entry
         return data
+
+    def heads(self) -> dict[str, Any]:
+        """Per detector head (by its scores tensor): boxes kept / matched / lost / extra over the samples."""
+        from netdiff.detection import DEFAULT_IOU_THRESHOLD
+
+        return {name: s.as_dict(self.plan.score_threshold, DEFAULT_IOU_THRESHOLD) for name, s in self.detection.items()}
 
     def histogram(self) -> dict[str, Any]:
         """Samples per bin of ``1 - output cosine`` (log bins, upper edges; the last counts NaN)."""
@@ -137,6 +155,7 @@ def apply(report: Report, aggregate: Aggregate, details: list[dict[str, Any]],
         "worst_sample": worst_id,
         "first_divergences": [{"layer": plan.names[i], "samples": n} for n, i in firsts[:20]],
         "outputs": aggregate.outputs(),
+        "detection": aggregate.heads(),
         "output_cosine_histogram": aggregate.histogram(),
         "worst": details,
         "shared_first_divergence": shared,

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from netdiff.errors import NetdiffError
-from netdiff.types import Dump, Report, Tensor, Thresholds, Transform
+from netdiff.types import Dump, LayerResult, Report, Tensor, Thresholds, Transform
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,12 @@ class Plan:
         outputs: Indices (into ``names``) of the reference graph outputs.
         tasks: How each graph output is judged.
         thresholds: Divergence thresholds.
+        precision: The target's :class:`~netdiff.types.Precision` (from the first sample's report),
+            or None: with it, each sample's layers beyond the thresholds get their expected noise
+            (:mod:`netdiff.noise`, on that sample's reference values) and may be ``noisy``.
+        heads: Detector heads (:class:`netdiff.detection.DetectionHead`) of the reference.
+        head_layers: The layer results (alignment) of the heads' tensors, from the first sample.
+        score_threshold: Detector boxes kept at a score of at least this.
     """
 
     names: list[str]
@@ -56,12 +62,17 @@ class Plan:
     outputs: list[int]
     tasks: list[OutputTask]
     thresholds: Thresholds
+    precision: Any = None
+    heads: list[Any] = field(default_factory=list)
+    head_layers: dict[str, Any] = field(default_factory=dict)
     score_threshold: float = 0.5
-    iou: float = 0.5
 
 
-def plan_from_report(report: Report, tasks: Sequence[OutputTask]) -> Plan:
+def plan_from_report(report: Report, tasks: Sequence[OutputTask], score_threshold: float = 0.5) -> Plan:
     """The plan of the compared layers of ``report`` (one sample's full comparison)."""
+    from dataclasses import fields as dc_fields
+
+    from netdiff.detection import DetectionHead
     from netdiff.verdict import _compared_ancestors
 
     compared = [x for x in report.layers if x.metrics is not None and x.target_name is not None]
@@ -77,8 +88,25 @@ def plan_from_report(report: Report, tasks: Sequence[OutputTask]) -> Plan:
                                  and tuple(x.shape or ()) == tuple(x.target_shape or ()))
         transforms.append(None if identity else t)
     outputs = [index[n] for n in report.meta.get("graph_outputs", []) if n in index]
+    known = {f.name for f in dc_fields(DetectionHead)}
+    heads = [DetectionHead(**{k: v for k, v in entry.items() if k in known})
+             for entry in report.meta.get("detection") or [] if entry.get("compared")]
+    head_layers = {}
+    for head in heads:
+        for name in (head.scores, head.boxes):
+            if name and name in by_name:
+                x = by_name[name]
+                head_layers[name] = LayerResult(x.name, x.target_name, x.op_type, x.order, x.status, match=x.match,
+                                                shape=x.shape)
+    precision = None
+    info = report.meta.get("precision")
+    if isinstance(info, Mapping) and info.get("kind"):
+        from netdiff.types import Precision
+
+        precision = Precision(info["kind"], info.get("source", "hint"), info.get("activation_bits"),
+                              info.get("weight_bits"), bool(info.get("per_channel", False)))
     return Plan([x.name for x in compared], [x.target_name for x in compared], transforms, ancestors, outputs,
-                list(tasks), report.thresholds)
+                list(tasks), report.thresholds, precision, heads, head_layers, score_threshold)
 
 
 @dataclass
@@ -92,6 +120,7 @@ class SampleResult:
     status: list[str]
     first_divergence: int | None
     task: dict[str, Any] = field(default_factory=dict)
+    boxes: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
 
@@ -162,17 +191,33 @@ class _ModelRunner:
         self.model = model
         self.specs = {s.name: s for s in model.input_specs()}
         self._session = None
+        self.structure: dict[str, tuple[str | None, tuple[str, ...], str | None]] = {}
+        self.last_dump: Dump | None = None
         if isinstance(model, OnnxModel):
             from netdiff.runners.onnxrt import make_session, node_outputs
 
             proto = model.onnx_model()
-            self._names = [o.name for o in node_outputs(proto)]
+            outputs = node_outputs(proto)
+            self._names = [o.name for o in outputs]
+            self.structure = {o.name: (o.op_type, tuple(o.inputs), o.node_name) for o in outputs}
             self._session = make_session(proto, outputs=self._names)
+
+    def dump(self, values: Mapping[str, np.ndarray]) -> Dump:
+        """The values of the last run as a :class:`Dump` with op types, inputs and node names."""
+        if self.last_dump is not None:
+            return self.last_dump
+        tensors = {}
+        for name, value in values.items():
+            op, inputs, node = self.structure.get(name, ("Input", (), None))
+            tensors[name] = Tensor.from_array(name, np.asarray(value), op_type=op, inputs=inputs,
+                                              meta={"node": node} if node else {})
+        return Dump(tensors=tensors)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds = {n: np.asarray(feeds[n]).astype(s.dtype, copy=False) for n, s in self.specs.items() if n in feeds}
         if self._session is None:
-            return {t.name: t.load() for t in self.model.run(feeds)}
+            self.last_dump = self.model.run(feeds)
+            return {t.name: t.load() for t in self.last_dump}
         from netdiff.errors import ReferenceRunError
 
         try:
@@ -197,6 +242,7 @@ class Evaluator:
             self.target = _ModelRunner(job.target.open())
         elif job.target_kind == "simulated":
             self.target = pickle.loads(job.prepared)
+        self._weights: dict[str, Any] | None = None
 
     def feeds(self, sample: Any) -> dict[str, np.ndarray]:
         """The sample's model inputs."""
@@ -228,11 +274,36 @@ class Evaluator:
             return SampleResult(index, sample.id, np.full(n, np.nan), np.full(n, np.nan), ["error"] * n, None,
                                 error=str(e).splitlines()[0] if str(e) else type(e).__name__)
         cosine, rel, status = measure(self.plan, ref, tgt)
+        if self.plan.precision is not None and "diverged" in status:
+            self._within_noise(ref, rel, status)
         first = first_divergence(self.plan, status)
         from netdiff.dataset.task import sample_task
 
         task = sample_task(self.plan, ref, tgt)
-        return SampleResult(index, sample.id, cosine, rel, status, first, task)
+        boxes = sample_boxes(self.plan, ref, tgt) if self.plan.heads else {}
+        return SampleResult(index, sample.id, cosine, rel, status, first, task, boxes)
+
+
+    def _within_noise(self, ref: Mapping[str, np.ndarray], rel: np.ndarray, status: list[str]) -> None:
+        """Re-judge the diverged layers against this sample's expected noise (``noisy`` within it)."""
+        from netdiff.noise import assign_expected_noise, layer_weights
+        from netdiff.verdict import MAX_NOISY_REL_L2
+
+        if self._weights is None:
+            try:
+                self._weights = layer_weights(self.reference.model.onnx_model())
+            except Exception:  # a runner without an ONNX form: activations only
+                self._weights = {}
+        dump = self.reference.dump(ref)
+        stubs = [LayerResult(t.name, None, t.op_type, None, "ok") for t in dump]
+        assign_expected_noise(stubs, dump, self.plan.precision, weights=self._weights)
+        expected = {x.name: x.expected_rel_l2 for x in stubs}
+        th = self.plan.thresholds
+        for i, s in enumerate(status):
+            x = expected.get(self.plan.names[i])
+            if s == "diverged" and x is not None and not math.isnan(rel[i]) \
+                    and rel[i] <= min(th.noise_factor * x, MAX_NOISY_REL_L2):
+                status[i] = "noisy"
 
 
 def _as_dump(values: Mapping[str, np.ndarray]) -> Dump:
@@ -303,11 +374,31 @@ def _exact(r: np.ndarray, t: np.ndarray, thresholds: Thresholds) -> tuple[float,
 
 
 def first_divergence(plan: Plan, status: Sequence[str]) -> int | None:
-    """Index of the first layer that diverged while its compared ancestors are ok, or None."""
+    """Index of the first layer that diverged while its compared ancestors are ok or noisy, or None."""
     for i, s in enumerate(status):
-        if s == "diverged" and all(status[j] == "ok" for j in plan.ancestors[i]):
+        if s == "diverged" and all(status[j] in ("ok", "noisy") for j in plan.ancestors[i]):
             return i
     return None
+
+
+def sample_boxes(plan: Plan, ref: Mapping[str, np.ndarray], tgt: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Per detector head: boxes kept / matched / lost / extra on one sample (netdiff.boxes)."""
+    from netdiff.detection import DEFAULT_IOU_THRESHOLD, _compare_head
+
+    names = {n for h in plan.heads for n in (h.scores, h.boxes) if n}
+    reference = _as_dump({n: ref[n] for n in names if n in ref})
+    target = _as_dump({x.target_name: tgt[x.target_name] for x in plan.head_layers.values()
+                       if x.target_name in tgt})
+    out = {}
+    for head in plan.heads:
+        try:
+            agreement, _, _ = _compare_head(head, plan.head_layers, reference, target, plan.score_threshold,
+                                            DEFAULT_IOU_THRESHOLD)
+        except (KeyError, ValueError, IndexError):
+            agreement = None
+        out[head.scores] = None if agreement is None else (agreement.reference_kept, agreement.target_kept,
+                                                           agreement.matched, agreement.max_score_delta)
+    return out
 
 
 def output_cosine(plan: Plan, cosine: np.ndarray) -> float:

@@ -7,7 +7,9 @@ Each reference graph output is judged as one of:
   and margin (top-1 minus top-2 score, on each side's own scores), whether the reference's class
   is in the target's top 5. Over samples: top-1 / top-5 agreement, the flipped samples, the
   confusion of flips, and with labels the accuracy of both sides.
-- ``detection``: boxes kept / lost / extra at an IoU and a score threshold (:mod:`netdiff.boxes`).
+- ``detection``: an output of a detector head that :mod:`netdiff.detection` finds (scores and
+  boxes): boxes kept / matched / lost / extra at IoU ≥ 0.5 and ``--score-threshold``
+  (:mod:`netdiff.boxes`), per sample and summed.
 - ``other``: the output's cosine / rel_l2 distribution (the layer statistics).
 
 The inferred kind is overridden with ``--task KIND`` (every output) or ``--task OUTPUT=KIND``.
@@ -44,8 +46,10 @@ def parse_task_args(values: Sequence[str] | None) -> dict[str, str]:
     return out
 
 
-def infer_tasks(report: Report, plan_names: Sequence[str], overrides: Mapping[str, str] | None = None) -> list[Any]:
-    """The task of each compared reference graph output, from its producer and shape (or ``overrides``)."""
+def infer_tasks(report: Report, plan_names: Sequence[str], overrides: Mapping[str, str] | None = None,
+                heads: Sequence[Any] = ()) -> list[Any]:
+    """The task of each compared reference graph output, from its producer and shape, the detector
+    ``heads`` found in the first sample (or ``overrides``)."""
     from netdiff.dataset.evaluate import OutputTask
 
     overrides = dict(overrides or {})
@@ -55,16 +59,25 @@ def infer_tasks(report: Report, plan_names: Sequence[str], overrides: Mapping[st
     if unknown:
         raise InputError(f"--task: {', '.join(unknown)} is not a compared graph output "
                          f"(outputs: {', '.join(outputs) or 'none'})")
+    detection = {n: h.scores for h in heads for n in (h.scores, h.boxes) if n}
     tasks = []
     for name in outputs:
         layer = report.layer(name)
-        kind = overrides.get(name) or overrides.get("*") or _infer(layer)
+        given = overrides.get(name) or overrides.get("*")
+        kind = given or ("detection" if name in detection else _infer(layer))
         if kind == "classification" and _classes(layer.shape) is None:
-            raise InputError(f"--task {name}=classification: output shape {list(layer.shape or ())} is not a "
-                             "vector of class scores")
-        if kind == "detection":
-            raise InputError("--task detection needs netdiff.boxes (box matching), not available in this version")
-        tasks.append(OutputTask(name, kind, index[name]))
+            if name not in overrides:
+                kind = "other"  # "--task classification" applies to the outputs that hold class scores
+            else:
+                raise InputError(f"--task {name}=classification: output shape {list(layer.shape or ())} is not a "
+                                 "vector of class scores")
+        if kind == "detection" and name not in detection:
+            if name not in overrides:
+                kind = _infer(layer)
+            else:
+                raise InputError(f"--task {name}=detection: no detector head (scores and boxes) was found at this "
+                                 "output (docs/json-report.md, meta.detection)")
+        tasks.append(OutputTask(name, kind, index[name], detection.get(name)))
     return tasks
 
 
@@ -183,3 +196,40 @@ def load_labels(path: str | Path) -> dict[str, int]:
         return labels
     except ValueError as e:
         raise InputError(f"{path}: a class must be an integer ({e})") from None
+
+
+@dataclass
+class DetectionStats:
+    """Box agreement of one detector head (named by its scores tensor) over the samples."""
+
+    head: str
+    samples: int = 0
+    undefined: int = 0
+    reference_kept: int = 0
+    target_kept: int = 0
+    matched: int = 0
+    disagreeing: list[dict[str, Any]] = field(default_factory=list)
+    max_score_delta: float | None = None
+
+    def add(self, sample: str, record: tuple | None) -> None:
+        self.samples += 1
+        if record is None:
+            self.undefined += 1
+            return
+        ref, tgt, matched, delta = record
+        self.reference_kept += ref
+        self.target_kept += tgt
+        self.matched += matched
+        if ref != matched or tgt != matched:
+            self.disagreeing.append({"id": sample, "reference_kept": ref, "target_kept": tgt, "matched": matched,
+                                     "lost": ref - matched, "extra": tgt - matched})
+        if delta is not None and (self.max_score_delta is None or delta > self.max_score_delta):
+            self.max_score_delta = delta
+
+    def as_dict(self, score_threshold: float, iou_threshold: float) -> dict[str, Any]:
+        return {"kind": "detection", "head": self.head, "samples": self.samples, "undefined": self.undefined,
+                "score_threshold": score_threshold, "iou_threshold": iou_threshold,
+                "reference_kept": self.reference_kept, "target_kept": self.target_kept, "matched": self.matched,
+                "lost": self.reference_kept - self.matched, "extra": self.target_kept - self.matched,
+                "samples_agreeing": self.samples - self.undefined - len(self.disagreeing),
+                "disagreeing": list(self.disagreeing), "max_score_delta": self.max_score_delta}

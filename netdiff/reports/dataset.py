@@ -48,8 +48,15 @@ def output_lines(data: dict[str, Any]) -> list[str]:
                 text += (f"; accuracy on {acc['labeled']} labeled: reference {_pct(acc['reference'])}, "
                          f"target {_pct(acc['target'])}")
             lines.append(f"{text}; {dist}")
+        elif out.get("kind") == "detection":
+            lines.append(f"{name} (detector head {out.get('head')}): {dist}")
         else:
             lines.append(f"{name}: {dist}; {out.get('diverged', 0)} samples diverge")
+    for head, det in (data.get("detection") or {}).items():
+        lines.append(f"boxes of head {head} (score ≥ {det['score_threshold']:g}, IoU ≥ {det['iou_threshold']:g}): "
+                     f"{det['matched']} of {det['reference_kept']} reference boxes kept by the target, "
+                     f"{det['lost']} lost, {det['extra']} extra; {det['samples_agreeing']} of {det['samples']} "
+                     f"samples agree box for box")
     return lines
 
 

@@ -96,11 +96,16 @@ def test_top1_agreement_and_flips_match_the_models_run_alone(data):
     assert len(records) == COUNT and all("first_divergence" in r for r in records.values())
 
 
-def test_jobs_2_identical_to_jobs_1(data):
+@pytest.fixture(scope="module")
+def local_json(data):
     root, qdq, samples, _ = data
-    one = report_to_json(compare_dataset(RNET, qdq, samples, jobs=1))
+    return json.dumps(report_to_json(compare_dataset(RNET, qdq, samples, jobs=1)), sort_keys=True)
+
+
+def test_jobs_2_identical_to_jobs_1(data, local_json):
+    root, qdq, samples, _ = data
     two = report_to_json(compare_dataset(RNET, qdq, samples, jobs=2))
-    assert json.dumps(one, sort_keys=True) == json.dumps(two, sort_keys=True)
+    assert json.dumps(two, sort_keys=True) == local_json
 
 
 def test_labels_give_both_accuracies(data, tmp_path):
@@ -182,11 +187,48 @@ def test_image_samples_with_preprocessing_flags(tmp_path):
     assert report["meta"]["dataset"]["diverged_samples"] == 0
 
 
-def test_dask_local_cluster_identical_to_local_run(data):
+def test_dask_local_cluster_identical_to_local_run(data, local_json):
     distributed = pytest.importorskip("distributed")
     root, qdq, samples, _ = data
-    local = report_to_json(compare_dataset(RNET, qdq, samples, jobs=1))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                   silence_logs=40) as cluster:
         remote = report_to_json(compare_dataset(RNET, qdq, samples, engine="dask", address=cluster.scheduler_address))
-    assert json.dumps(local, sort_keys=True) == json.dumps(remote, sort_keys=True)
+    assert json.dumps(remote, sort_keys=True) == local_json
+
+
+def test_detection_boxes_over_samples_sum_the_single_sample_comparisons(tmp_path):
+    from netdiff.pipeline import compare
+
+    model = ROOT / "fixtures" / "detection_head.onnx"
+    qdq = quantize_qdq(model, tmp_path / "q.onnx", [{"images": image_like_input((1, 3, 64, 64), 100 + i)}
+                                                   for i in range(4)])
+    paths = write_samples(tmp_path / "s", (1, 3, 64, 64), 6)
+    report = compare_dataset(model, qdq, tmp_path / "s", jobs=1, score_threshold=0.3)
+    det = report.meta["dataset"]["detection"]["scores"]
+    assert report.meta["dataset"]["outputs"]["boxes"]["kind"] == "detection"
+    totals = {"reference_kept": 0, "target_kept": 0, "matched": 0}
+    disagreeing = set()
+    for path in paths:
+        one = compare(model, qdq, {"images": np.load(path)}, score_threshold=0.3).meta["detection"][0]
+        for key in totals:
+            totals[key] += one[key]
+        if one["lost"] or one["extra"]:
+            disagreeing.add(path.stem)
+    assert {k: det[k] for k in totals} == totals and det["samples"] == 6
+    assert {d["id"] for d in det["disagreeing"]} == disagreeing
+    assert det["lost"] == totals["reference_kept"] - totals["matched"]
+
+
+def test_streamed_first_divergence_and_noise_match_the_full_comparison_of_each_sample(data):
+    root, qdq, samples, _ = data
+    files = sorted(samples.glob("s*.npy"))[:5] + sorted(samples.glob("z*.npy"))[:5]
+    report = compare_dataset(RNET, qdq, files, jobs=1, diagnose_worst=len(files))
+    full = {w["id"]: w for w in report.meta["dataset"]["worst"]}
+    assert len(full) == len(files)
+    for record in report.meta["samples"]:
+        assert record["first_divergence"] == full[record["id"]]["first_divergence"], record["id"]
+    # the QDQ model's precision is known: layers within the int8 noise are counted as noisy, not diverged
+    noisy = sum(x.extra["samples"]["noisy"] for x in report.layers if "samples" in x.extra)
+    assert noisy > 0
+    assert all(x.extra["samples"]["diverged"] + x.extra["samples"]["noisy"] <= len(files)
+               for x in report.layers if "samples" in x.extra)
