@@ -19,7 +19,7 @@ from typing import Any
 
 from netdiff.dataset.aggregate import Aggregate, apply
 from netdiff.dataset.engines import ENGINES, default_jobs, run_samples
-from netdiff.dataset.evaluate import Job, ModelSource, plan_from_report
+from netdiff.dataset.evaluate import Job, ModelSource, converted_sources, plan_from_report
 from netdiff.dataset.task import infer_tasks, load_labels, parse_task_args
 from netdiff.errors import InputError
 from netdiff.progress import NullProgress, Progress
@@ -82,8 +82,10 @@ def compare_dataset(reference: Any, target: Any, samples: Any, *, reference_form
 
     def job(plan: Any) -> Job:
         if tgt_model is not None:
+            sources = converted_sources(ref_model, tgt_model, sample_feeds(items[0], specs, preprocess),
+                                        plan.targets)
             return Job(ModelSource.of(ref_model), "model", plan, target=ModelSource.of(tgt_model),
-                       preprocess=preprocess)
+                       preprocess=preprocess, sources=sources)
         return Job(ModelSource.of(ref_model), "dumps", plan, dumps=str(dumps), dump_format=target_format,
                    dump_options=dict(target_options or {}), preprocess=preprocess)
 

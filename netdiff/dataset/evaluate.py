@@ -168,6 +168,8 @@ class Job:
 
     ``target_kind`` is "model" (a second model run on each sample), "dumps" (a directory of
     per-sample dumps ``<dir>/<sample_id>``) or "simulated" (a prepared simulator, pickled).
+    ``sources`` says, for a converted target model (QDQ, QOperator), which raw tensor holds each
+    planned target tensor (:func:`converted_sources`); None: the raw names are the planned ones.
     """
 
     reference: ModelSource
@@ -179,6 +181,7 @@ class Job:
     dump_options: dict[str, Any] = field(default_factory=dict)
     prepared: bytes | None = None
     preprocess: Any = None
+    sources: dict[str, tuple] | None = None
     key: str = ""
 
 
@@ -254,7 +257,8 @@ class Evaluator:
                       ) -> dict[str, np.ndarray]:
         """Every tensor of the target side for one sample."""
         if self.job.target_kind == "model":
-            return self.target.run(feeds)
+            raw = self.target.run(feeds)
+            return raw if self.job.sources is None else from_sources(self.job.sources, raw)
         if self.job.target_kind == "simulated":
             dump = self.target.dump(feeds, _as_dump(ref))
             return {t.name: t.load() for t in dump}
@@ -407,3 +411,53 @@ def output_cosine(plan: Plan, cosine: np.ndarray) -> float:
     if values.size == 0 or np.isnan(values).all():
         return math.nan
     return float(np.nanmin(values)) if not np.isnan(values).any() else -math.inf
+
+
+def converted_sources(reference: Any, target: Any, feeds: Mapping[str, np.ndarray], names: Sequence[str]
+                      ) -> dict[str, tuple] | None:
+    """For a target model a converter wrote (QDQ, QOperator), where each of ``names`` lives in the
+    target's raw outputs, worked out once on ``feeds`` with :func:`netdiff.converted.adapt_target`
+    (the placement the full comparison uses). None when the names are the raw ones (float, fp16).
+
+    Raises:
+        NetdiffError: A planned tensor has no single raw source (e.g. NCHWc-blocked data).
+    """
+    from netdiff.converted import adapt_target, graph_kind
+
+    if not (hasattr(reference, "onnx_model") and hasattr(target, "onnx_model")):
+        return None
+    ref_model, tgt_model = reference.onnx_model(), target.onnx_model()
+    if graph_kind(tgt_model) == "float":
+        return None
+    ref_dump, raw = reference.run(dict(feeds)), target.run(dict(feeds))
+    adapted = adapt_target(ref_model, tgt_model, ref_dump, raw)
+    sources: dict[str, tuple] = {}
+    for name in names:
+        t = adapted.tensors.get(name)
+        meta = dict(t.meta) if t is not None and t.meta else {}
+        if meta.get("simulated_tensor"):
+            sources[name] = ("copy", str(meta["simulated_tensor"]))
+        elif meta.get("dequantized_from"):
+            sources[name] = ("dequantize", str(meta["dequantized_from"]), float(meta["scale"]), int(meta["zero_point"]))
+        elif t is not None and name in raw and not meta.get("nchwc_tensor"):
+            sources[name] = ("copy", name)
+        elif t is not None:
+            raise NetdiffError(f"{name}: the target holds it in a form that cannot be streamed over samples "
+                               f"({', '.join(sorted(meta)) or 'derived'}); compare samples one by one")
+    return sources
+
+
+def from_sources(sources: Mapping[str, tuple], raw: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The planned target tensors of one sample from the raw outputs (see :func:`converted_sources`)."""
+    out: dict[str, np.ndarray] = {}
+    for name, how in sources.items():
+        value = raw.get(how[1])
+        if value is None:
+            continue
+        value = np.asarray(value)
+        if how[0] == "dequantize":
+            value = (value.astype(np.float32) - np.float32(how[3])) * np.float32(how[2])
+        elif value.dtype.kind == "f" and value.dtype != np.float32:
+            value = value.astype(np.float32)
+        out[name] = value
+    return out
