@@ -96,17 +96,15 @@ static inline double fast_log(double t) {
     return e * 0.6931471805599453 + 2.0 * s * poly;
 }
 
-/* float32 log of positive normal t, relative error ~2e-7 (degree-8 fit of log(m), float32 rounding). */
+/* float32 log of positive normal t, relative error ~2e-7: t = 2^e * m with m in [sqrt(1/2), sqrt(2))
+ * taken by integer arithmetic on the bits (no compare), then a degree-8 fit of log(m). */
 static inline float fast_logf(float t) {
-    uint32_t b, mb;
+    int32_t b, mb;
     memcpy(&b, &t, 4);
-    mb = (b & 0x007FFFFFu) | 0x3F800000u;
-    float m, e = (float)((int32_t)((b >> 23) & 0xFFu) - 127);
+    b -= 0x3F3504F3; /* bits of sqrt(1/2): the exponent of t / sqrt(1/2) */
+    float m, e = (float)(b >> 23); /* arithmetic shift: floor */
+    mb = (b & 0x007FFFFF) + 0x3F3504F3;
     memcpy(&m, &mb, 4);
-    int above = m > 1.41421356f; /* an int, not ?: on floats: GCC 12 if-converts that at every level */
-    float big = (float)above;
-    m = m * (1.0f - 0.5f * big);
-    e = e + big;
     float u = m - 1.0f;
     float poly = 0.08632387220859528f;
     poly = poly * u - 0.14196032285690308f;
@@ -152,6 +150,23 @@ static void add_partial(Acc *a, Py_ssize_t len, const Partial *p, Seg *seg) {
     seg->rr = p->rr; seg->xx = p->xx; seg->rx = p->rx; seg->dd = p->dd;
 }
 
+/* Σr², Σx², Σrx, Σ(x - r)², Σr, Σx of float32 data in float64. The products of widened float32
+ * values are exact, so a fused multiply-add gives the same sums as a multiply then an add: this
+ * one function may contract (faster at x86-64-v3/v4, the same numbers as the portable build). */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("fp-contract=fast")))
+#endif
+ND_NOINLINE static void exact_sums_f32(const float *r, const float *x, Py_ssize_t len, double *out) {
+    double rr = 0, xx = 0, rx = 0, dd = 0, s1r = 0, s1x = 0;
+    Py_ssize_t i;
+#pragma omp simd reduction(+:rr,xx,rx,dd,s1r,s1x)
+    for (i = 0; i < len; i++) {
+        double u = r[i], v = x[i], d = v - u;
+        rr += u * u; xx += v * v; rx += u * v; dd += d * d; s1r += u; s1x += v;
+    }
+    out[0] = rr; out[1] = xx; out[2] = rx; out[3] = dd; out[4] = s1r; out[5] = s1x;
+}
+
 /* float32 (or float16 widened to float32) all-finite segment, two loops over the L1-resident data:
  * Σr², Σx², Σrx, Σ(x - r)², Σr, Σx in float64 from exactly widened values (exact products; only the
  * float64 rounding of the sums depends on the vector width), then |x - r|, the relative-error
@@ -160,13 +175,10 @@ static void add_partial(Acc *a, Py_ssize_t len, const Partial *p, Seg *seg) {
  * Returns 0, adding nothing, when a value, a difference or a quotient is not finite (the caller
  * then redoes the segment in float64). */
 ND_NOINLINE static int fast_segment_f32(const float *r, const float *x, Py_ssize_t len, double eps, Acc *a, Seg *seg) {
-    double rr = 0, xx = 0, rx = 0, dd = 0, s1r = 0, s1x = 0;
+    double sums[6];
+    exact_sums_f32(r, x, len, sums);
+    double rr = sums[0], xx = sums[1], rx = sums[2], dd = sums[3], s1r = sums[4], s1x = sums[5];
     Py_ssize_t i;
-#pragma omp simd reduction(+:rr,xx,rx,dd,s1r,s1x)
-    for (i = 0; i < len; i++) {
-        double u = r[i], v = x[i], d = v - u;
-        rr += u * u; xx += v * v; rx += u * v; dd += d * d; s1r += u; s1x += v;
-    }
     float fas[LANES] = {0}, frs[LANES] = {0}, am[LANES] = {0}, rm[LANES] = {0};
     float lr[LANES], hr[LANES], lx[LANES], hx[LANES], dlo[LANES], dhi[LANES];
     double das[LANES] = {0}, drs[LANES] = {0};
