@@ -110,6 +110,13 @@ class Dump:
     meta: dict[str, Any] = field(default_factory=dict)
     target_only: list[str] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        """Format, source, tensor count and the first names (not every tensor's fields)."""
+        names = list(self.tensors)
+        shown = ", ".join(n if len(n) <= 60 else n[:29] + "…" + n[-30:] for n in names[:5])
+        more = f", … {len(names) - 5} more" if len(names) > 5 else ""
+        return f"<Dump {self.format or '?'} {str(self.source)[-120:]!r}: {len(names)} tensors ({shown}{more})>"
+
     def __iter__(self) -> Iterator[Tensor]:
         return iter(self.tensors.values())
 

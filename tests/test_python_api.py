@@ -135,3 +135,8 @@ def test_layer_repr_is_one_short_line(demo):
     text = repr(demo.layer(CONV3))
     assert text.startswith(f"<LayerResult {CONV3} (Conv) diverged cosine=0.9") and "origin" in text
     assert len(repr(demo.layers)) < 200 * len(demo.layers) and "\n" not in text
+
+
+def test_dump_repr_is_short(cnn_reference):
+    text = repr(cnn_reference)
+    assert text.startswith("<Dump ") and f"{len(cnn_reference)} tensors" in text and len(text) < 600
