@@ -11,8 +11,8 @@ and the *reference's* own values, never from the target's scales: a target whose
   tensor's reference values, gives noise ``step / sqrt(12)`` against the signal's rms; a weighted
   layer (Conv, Gemm, MatMul) adds its weights' ``max|w| / (2**(bits-1) - 1)`` steps (per channel
   when the target quantizes per channel) against their rms.
-* float (fp16, bf16): unit roundoff ``u`` (2**-11, 2**-8) gives ``u / sqrt(3)`` per rounding, twice
-  for a weighted layer.
+* float (fp16, bf16): unit roundoff ``u`` (2**-11, 2**-8) per rounding (the rms of one rounding is
+  ``u / sqrt(3)``; the margin covers the kernels' reductions), and the weights' rounding.
 * NNIE log format (nnie8, nnie16): L steps per octave round with relative rms ``ln 2 / (L sqrt 12)``
   at every quantized input and weight, plus the Q20.12 output rounding.
 
@@ -123,9 +123,9 @@ def layer_noise(value: np.ndarray, rms: float, op_type: str | None, precision: P
         own = span / (2.0 ** (precision.activation_bits or bits) - 1) / math.sqrt(12.0)
         weight_rel = (weight_noise(*weight, precision.weight_bits or bits, precision.per_channel)
                       if weight is not None else 0.0)
-    elif family == "float":
-        own = 2.0 ** -bits / math.sqrt(3.0) * rms
-        weight_rel = 2.0 ** -bits / math.sqrt(3.0)
+    elif family == "float":  # u per rounding: the rms is u/sqrt(3); u also covers the kernels' reductions
+        own = 2.0 ** -bits * rms
+        weight_rel = 2.0 ** -bits
     else:  # log format: ``bits`` holds the steps per octave
         per_rounding = math.log(2.0) / (bits * math.sqrt(12.0))
         own = math.hypot(per_rounding * rms, _Q12 / math.sqrt(12.0))

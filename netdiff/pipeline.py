@@ -158,6 +158,12 @@ def finish_report(report: Report, ref_side: Side, tgt_side: Side, alignment: Ali
     (see :func:`target_precision`), each layer gets its expected noise and is re-judged
     ok / noisy / diverged before the origins are found.
     """
+    model = ref_side.model.onnx_model() if ref_side.model is not None else None
+    known = target_precision(precision, ref_side, tgt_side)
+    if known is not None:  # expected noise first: the fused-activation check accepts a pair within it
+        from netdiff.noise import assign_expected_noise
+
+        assign_expected_noise(report.layers, ref_side.dump, known, model)
     if diagnose:
         from netdiff.diagnosis.fused import realign_fused_activations
 
@@ -165,12 +171,7 @@ def finish_report(report: Report, ref_side: Side, tgt_side: Side, alignment: Ali
     from netdiff.detection import compare_detections
 
     compare_detections(report, ref_side.dump, tgt_side.dump, score_threshold=score_threshold)
-    model = ref_side.model.onnx_model() if ref_side.model is not None else None
-    known = target_precision(precision, ref_side, tgt_side)
     if known is not None:
-        from netdiff.noise import assign_expected_noise
-
-        assign_expected_noise(report.layers, ref_side.dump, known, model)
         apply_expected_noise(report.layers, report.thresholds)
         report.meta["precision"] = known.describe()
     report.origins = find_origins(report.layers)

@@ -19,6 +19,7 @@ from netdiff.detail import layer_detail
 from netdiff.diagnosis.base import Context, register_rule
 from netdiff.metrics import compute_metrics
 from netdiff.types import Dump, Finding, LayerResult, Match, Thresholds
+from netdiff.verdict import ACCEPTED, status_of
 
 #: Single-input activations a converter fuses into the preceding op.
 ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "PRelu", "Elu",
@@ -53,7 +54,7 @@ def realign_fused_activations(layers: list[LayerResult], reference: Dump, target
             if act_ref.shape != ref.shape:
                 continue
             metrics = compute_metrics(act_ref, tgt)
-            if thresholds.passes(metrics):
+            if _accepted(thresholds, metrics, act.expected_rel_l2, layer.metrics):
                 _realign(layer, act_ref, tgt, metrics, act.name, act.op_type or "activation")
                 _pair_activation(act, layer, metrics)
                 fixed.append(layer.name)
@@ -63,10 +64,16 @@ def realign_fused_activations(layers: list[LayerResult], reference: Dump, target
             if not direct and layer.metrics.target_min >= 0:
                 relu = np.maximum(ref, 0)
                 metrics = compute_metrics(relu, tgt)
-                if thresholds.passes(metrics):
+                if _accepted(thresholds, metrics, layer.expected_rel_l2, layer.metrics):
                     _realign(layer, relu, tgt, metrics, None, "Relu")
                     fixed.append(layer.name)
     return fixed
+
+
+def _accepted(thresholds: Thresholds, metrics, expected_rel_l2: float | None, before) -> bool:
+    """Better than the pair by name, and within the thresholds (or the precision's expected noise)."""
+    better = metrics.rel_l2 < before.rel_l2 or math.isnan(before.rel_l2)
+    return better and status_of(thresholds, metrics, expected_rel_l2) in ACCEPTED
 
 
 def _fusable_consumers(name: str, consumers: dict[str, list[LayerResult]], reference: Dump) -> list[LayerResult]:

@@ -125,12 +125,20 @@ def _check_content(placement: Placement, values: Mapping[str, np.ndarray], refer
         other = _cosine(values[tensor], reference[named])
         placement.notes[float_name] = (f"QDQ tensor {tensor!r}: cosine {placed:.6f} with {float_name!r}, "
                                        f"{other:.6f} with {named!r}")
-        if other > placed + tolerance and by_target.get(tensor) == float_name:
+        if other > placed + tolerance and by_target.get(tensor) == float_name \
+                and not _negative_where_named_is_not(values[tensor], reference[named]):
             # The content says the name was right after all: follow it.
             del placement.targets[float_name]
             placement.methods.pop(float_name, None)
             if named not in placement.targets:
                 _place(placement, named, tensor, "content")
+
+
+def _negative_where_named_is_not(value: np.ndarray, named: np.ndarray, share: float = 0.01) -> bool:
+    """True when the tensor has many negative values and the float tensor of its name has none (a
+    Relu output): it cannot hold that activation, however noisy the cosines are."""
+    v, n = np.asarray(value), np.asarray(named)
+    return bool(v.size and n.size and float(np.min(n)) >= 0 and float(np.mean(v < 0)) > share)
 
 
 def _named_float(tensor: str, reference: Mapping[str, np.ndarray]) -> str | None:
