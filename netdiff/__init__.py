@@ -20,7 +20,8 @@ def compare(reference: Any, target: Any, inputs: InputsLike = None, *,
             reference_options: Mapping[str, Any] | None = None, target_options: Mapping[str, Any] | None = None,
             mapping: Mapping[str, str] | str | Path | None = None, thresholds: Thresholds | None = None,
             seed: int = 0, diagnose: bool = True, isolated: str = "origins", workers: int = 2,
-            precision: Any = None, progress: Progress | None = None, score_threshold: float = 0.5) -> Report:
+            precision: Any = None, progress: Progress | None = None, score_threshold: float = 0.5,
+            naming: str | None = None) -> Report:
     """Compare every tensor of ``target`` with ``reference`` and return a :class:`~netdiff.types.Report`.
 
     Args:
@@ -43,6 +44,7 @@ def compare(reference: Any, target: Any, inputs: InputsLike = None, *,
             for the expected noise per layer (see :func:`netdiff.pipeline.compare`).
         progress: Receives progress (silent by default).
         score_threshold: Detector heads keep boxes scoring at least this ("no boxes", lost/extra boxes).
+        naming: How the target names a Caffe net's tensors, "blob" or "layer" (None: detected).
 
     The same function as :func:`netdiff.pipeline.compare`, imported on first call so that
     ``import netdiff`` stays light.
@@ -52,7 +54,8 @@ def compare(reference: Any, target: Any, inputs: InputsLike = None, *,
     return _compare(reference, target, inputs, reference_format=reference_format, target_format=target_format,
                     reference_options=reference_options, target_options=target_options, mapping=mapping,
                     thresholds=thresholds, seed=seed, diagnose=diagnose, isolated=isolated, workers=workers,
-                    precision=precision, progress=progress, score_threshold=score_threshold)
+                    precision=precision, progress=progress, score_threshold=score_threshold,
+                    naming=naming)
 
 
 __all__ = ["compare", "__version__"]

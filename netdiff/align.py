@@ -121,13 +121,15 @@ class _ReferenceIndex:
         return None, ""
 
 
-def align_dumps(reference: Dump, target: Dump, mapping: Mapping[str, str] | None = None) -> Alignment:
+def align_dumps(reference: Dump, target: Dump, mapping: Mapping[str, str] | None = None, *,
+                naming: str | None = None) -> Alignment:
     """Pair the tensors of ``target`` with those of ``reference``.
 
     Args:
         reference: The reference dump.
         target: The target dump.
         mapping: Optional explicit ``{target_name: reference_name}`` pairs.
+        naming: "blob" or "layer" (netdiff.naming); None: as the target's reader says.
 
     Raises:
         AlignmentError: The mapping names a tensor that does not exist.
@@ -136,7 +138,7 @@ def align_dumps(reference: Dump, target: Dump, mapping: Mapping[str, str] | None
     _check_mapping(mapping, reference, target)
     index = _ReferenceIndex(reference)
     skip = set(target.target_only)
-    by_blob = target.meta.get("tensor_names") == "blob" and bool(index.blobs)
+    by_blob = (naming or target.meta.get("tensor_names")) == "blob" and bool(index.blobs)
     limit = target.meta.get("name_limit")
     claimed: dict[str, Match] = {}
     unmatched_targets: list[Match] = []

@@ -70,7 +70,7 @@ def compare(reference: Any, target: Any, inputs: InputsLike = None, *,
             mapping: Mapping[str, str] | str | Path | None = None, thresholds: Thresholds | None = None,
             seed: int = 0, diagnose: bool = True, isolated: str = "origins", workers: int = 2,
             precision: Precision | str | None = None, progress: Progress | None = None,
-            score_threshold: float = 0.5) -> Report:
+            score_threshold: float = 0.5, naming: str | None = None) -> Report:
     """Compare every tensor of ``target`` with ``reference``.
 
     Args:
@@ -92,12 +92,18 @@ def compare(reference: Any, target: Any, inputs: InputsLike = None, *,
             within its expected noise are ``noisy``, not diverged (:mod:`netdiff.noise`).
         progress: Receives progress (silent by default).
         score_threshold: Detector heads keep boxes scoring at least this (netdiff.detection).
+        naming: How the target names a Caffe net's tensors: "blob" or "layer"; None detects it
+            (netdiff.naming; it only matters for in-place layers).
 
     Returns:
         The :class:`Report`.
     """
     thresholds = thresholds or Thresholds()
     progress = progress or NullProgress()
+    if naming is not None and naming not in ("blob", "layer"):
+        from netdiff.errors import InputError
+
+        raise InputError(f"naming must be blob or layer, not {naming!r}")
     ref_source = open_source(reference, reference_format, reference_options)
     tgt_source = open_source(target, target_format, target_options)
     ref_side = _open_side(ref_source, inputs, seed, progress, None)
@@ -106,10 +112,15 @@ def compare(reference: Any, target: Any, inputs: InputsLike = None, *,
         mapping = load_mapping(mapping)
     if not mapping:
         adapt_converted(ref_side, tgt_side)
-    alignment = align_dumps(ref_side.dump, tgt_side.dump, mapping)
+    from netdiff.naming import resolve_naming
+
+    names = resolve_naming(ref_side.dump, tgt_side.dump, naming)
+    alignment = align_dumps(ref_side.dump, tgt_side.dump, mapping, naming=names.tensor_names)
     layers = measure_all(ref_side.dump, tgt_side.dump, alignment, thresholds, workers, progress)
     report = Report(reference=ref_side.description, target=tgt_side.description, thresholds=thresholds,
                     layers=layers, inputs=ref_side.description.get("inputs") or tgt_side.description.get("inputs") or {})
+    if names.tensor_names is not None:
+        report.meta["naming"] = names.as_dict()
     finish_report(report, ref_side, tgt_side, alignment, diagnose=diagnose, isolated=isolated,
                   precision=precision, score_threshold=score_threshold)
     return report

@@ -39,6 +39,7 @@ def compare_command(
     weights: WeightsOpt = None,
     isolated: Annotated[str, typer.Option("--isolated", metavar="[origins|all|none]", rich_help_panel="Diagnosis", help="Re-run single reference nodes on the target's inputs (isolated error): origins, all or none.")] = "origins",
     score_threshold: Annotated[float, typer.Option("--score-threshold", metavar="FLOAT", rich_help_panel="Diagnosis", help="Detector heads keep boxes scoring at least this (detection summary, \"no boxes\").")] = 0.5,
+    naming: Annotated[str | None, typer.Option("--naming", metavar="[blob|layer]", rich_help_panel="Alignment", help="How the target names a Caffe net's tensors: blob (in-place layers share their blob's name, as NNIE dumps do) or layer. Default: detected.")] = None,
     no_diagnose: Annotated[bool, typer.Option("--no-diagnose", rich_help_panel="Diagnosis", help="Skip cause diagnosis.")] = False,
     seed: SeedOpt = 0,
     jobs: JobsOpt = None,
@@ -77,7 +78,8 @@ def compare_command(
     common = dict(reference_format=reference_format, target_format=target_format,
                   reference_options=model_options(weights), target_options=target_options, mapping=mapping,
                   thresholds=Thresholds(cosine_threshold, rel_l2_threshold, noise_factor), seed=seed, precision=known,
-                  diagnose=not no_diagnose, isolated=isolated, score_threshold=score_threshold)
+                  diagnose=not no_diagnose, isolated=isolated, score_threshold=score_threshold,
+                  naming=naming)
     samples = sample_args(input or [])
     if samples is not None:
         report = compare_dataset(reference, target, samples, **common,
