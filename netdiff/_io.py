@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
 import math
 import os
 import re
@@ -23,6 +25,8 @@ _HEADER_LOCK = threading.Lock()
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_STEM = 80
 _READ_STEP = 1 << 24
+#: Arrays of at least this many bytes are memory-mapped; smaller ones are read.
+_MMAP_MIN = 1 << 20
 #: Everything numpy's .npy header parsing and loading raise for a malformed file.
 NPY_ERRORS = (ValueError, OSError, EOFError, SyntaxError, TypeError, OverflowError, RecursionError,
               MemoryError, tokenize.TokenError)
@@ -94,18 +98,23 @@ def load_npy(path: str | os.PathLike[str], mmap: bool = True) -> np.ndarray:
     Raises:
         DumpFormatError: The file is not a valid .npy array or its data is truncated.
     """
+    small = _load_small(path, mmap)
+    if small is not None:
+        return small
     path = Path(path)
-    shape, dtype, fortran, offset = _npy_layout(path)
-    order = "F" if fortran else "C"
-    try:
-        if mmap and math.prod(shape):
-            return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            data = handle.read(math.prod(shape) * dtype.itemsize)
-        return np.frombuffer(data, dtype=dtype).reshape(shape, order=order)
-    except NPY_ERRORS as e:
-        raise DumpFormatError(f"{path}: not a readable .npy array ({_reason(e)})") from e
+    with _open_npy(path) as handle:
+        shape, dtype, fortran, offset = _npy_layout(path, handle)
+        order = "F" if fortran else "C"
+        nbytes = math.prod(shape) * dtype.itemsize
+        try:
+            if mmap and nbytes >= _MMAP_MIN:
+                return np.memmap(handle, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
+            data = handle.read(nbytes)  # small: one read beats setting up a memory map
+            if len(data) < nbytes:
+                raise DumpFormatError(f"{path}: truncated .npy file (data ends after {len(data)} of {nbytes} bytes)")
+            return np.frombuffer(data, dtype=dtype).reshape(shape, order=order)
+        except NPY_ERRORS as e:
+            raise DumpFormatError(f"{path}: not a readable .npy array ({_reason(e)})") from e
 
 
 def read_npy_header(handle: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -115,6 +124,11 @@ def read_npy_header(handle: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]
     threads at once ("AST constructor recursion depth mismatch"); compares load tensors from
     several threads, so every header parse goes through one lock.
     """
+    start = handle.tell()
+    fast = _fast_header(handle)
+    if fast is not None:
+        return fast
+    handle.seek(start)
     with _HEADER_LOCK:
         version = np.lib.format.read_magic(handle)
         if version == (1, 0):
@@ -122,6 +136,41 @@ def read_npy_header(handle: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]
         if version in ((2, 0), (3, 0)):
             return np.lib.format.read_array_header_2_0(handle, max_header_size=100_000)
     raise ValueError(f"unsupported .npy version {version}")
+
+
+_FAST_HEADER = re.compile(
+    r"\{'descr': '([<>|=]?[a-zA-Z][0-9]*)', 'fortran_order': (True|False), 'shape': \(((?:[0-9]+, )*[0-9]+,|(?:[0-9]+, )+[0-9]+|)\), \} *\n?$")
+
+
+@functools.lru_cache(maxsize=256)
+def _simple_dtype(descr: str) -> np.dtype:
+    return np.dtype(descr)
+
+
+def _fast_header(handle: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype] | None:
+    """The header numpy itself writes (a plain dtype), parsed without ``ast``; None for anything else.
+
+    numpy's parser compiles the header with ``literal_eval`` (~50 us, under a lock); a dump of
+    100,000 tensors reads each header at least twice.
+    """
+    prefix = handle.read(10)
+    if len(prefix) < 10 or prefix[:6] != b"\x93NUMPY" or prefix[6] != 1:
+        return None
+    length = prefix[8] | (prefix[9] << 8)
+    raw = handle.read(length)
+    if len(raw) != length or (10 + length) % 16:  # numpy pads headers to 16 (or 64) bytes
+        return None
+    match = _FAST_HEADER.match(raw.decode("latin-1"))
+    if match is None or len(match[3]) > 200:
+        return None
+    try:
+        dtype = _simple_dtype(match[1])
+    except (TypeError, ValueError):
+        return None
+    if dtype.hasobject or dtype.names is not None or dtype.subdtype is not None:
+        return None
+    shape = tuple(int(d) for d in match[3].replace(" ", "").split(",") if d)
+    return shape, match[2] == "True", dtype
 
 
 def read_npy_stream(handle: IO[bytes], where: str, size: int | None = None) -> np.ndarray:
@@ -185,19 +234,77 @@ def npy_header(path: str | os.PathLike[str]) -> tuple[tuple[int, ...], np.dtype]
     Raises:
         DumpFormatError: Not a .npy file, an object dtype, or data shorter than the header says.
     """
-    shape, dtype, _, _ = _npy_layout(Path(path))
-    return shape, dtype
-
-
-def _npy_layout(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
-    """(shape, dtype, fortran order, data offset) of a .npy file, checked against its size."""
+    fd = _open_fd(path)
     try:
-        with open(path, "rb") as handle:
-            shape, fortran, dtype = read_npy_header(handle)
-            offset = handle.tell()
+        fast = _fast_layout(fd, path)
+    finally:
+        os.close(fd)
+    if fast is None:
+        path = Path(path)
+        with _open_npy(path) as handle:
+            shape, dtype, _, _ = _npy_layout(path, handle)
+        return shape, dtype
+    return fast[0], fast[1]
+
+
+def _open_fd(path: str | os.PathLike[str]) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except (OSError, ValueError) as e:
+        raise DumpFormatError(f"{path}: cannot open the .npy file ({getattr(e, 'strerror', None) or e})") from None
+
+
+def _fast_layout(fd: int, path: str | os.PathLike[str]) -> tuple[tuple[int, ...], np.dtype, bool, int, bytes] | None:
+    """(shape, dtype, fortran, data offset, first bytes) of a regular .npy file with a header as
+    numpy writes it, from one read; None for any other header (parsed the slow way)."""
+    from netdiff._input_files import kind_of
+
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise DumpFormatError(f"{path}: .npy file is {kind_of(st.st_mode)} (expected a regular file)")
+    head = os.pread(fd, 4096, 0)
+    fast = _fast_header(io.BytesIO(head))
+    if fast is None:
+        return None
+    shape, fortran, dtype = fast
+    offset = 10 + (head[8] | (head[9] << 8))
+    dims, dtype = check_npy_shape(path, shape, dtype, offset, st.st_size)
+    return dims, dtype, fortran, offset, head
+
+
+def _load_small(path: str | os.PathLike[str], mmap: bool) -> np.ndarray | None:
+    """A small .npy array read with one open and at most two reads (None: use the general path)."""
+    fd = _open_fd(path)
+    try:
+        fast = _fast_layout(fd, path)
+        if fast is None:
+            return None
+        shape, dtype, fortran, offset, head = fast
+        nbytes = math.prod(shape) * dtype.itemsize
+        if mmap and nbytes >= _MMAP_MIN:
+            return None
+        data = head[offset:offset + nbytes] if offset + nbytes <= len(head) else os.pread(fd, nbytes, offset)
+    finally:
+        os.close(fd)
+    if len(data) < nbytes:
+        raise DumpFormatError(f"{path}: truncated .npy file (data ends after {len(data)} of {nbytes} bytes)")
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def _open_npy(path: Path) -> IO[bytes]:
+    from netdiff._input_files import open_regular
+
+    return open_regular(path, ".npy file", DumpFormatError)
+
+
+def _npy_layout(path: Path, handle: IO[bytes]) -> tuple[tuple[int, ...], np.dtype, bool, int]:
+    """(shape, dtype, fortran order, data offset) of an open .npy file, checked against its size."""
+    try:
+        shape, fortran, dtype = read_npy_header(handle)
+        offset = handle.tell()
     except NPY_ERRORS as e:
         raise DumpFormatError(f"{path}: not a readable .npy file ({_reason(e)})") from e
-    dims, dtype = check_npy_shape(path, shape, dtype, offset, path.stat().st_size)
+    dims, dtype = check_npy_shape(path, shape, dtype, offset, os.fstat(handle.fileno()).st_size)
     return dims, dtype, bool(fortran), offset
 
 

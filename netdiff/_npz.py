@@ -11,6 +11,7 @@ tensor stays readable). Stored (uncompressed) members are bounded by the file it
 from __future__ import annotations
 
 import os
+import threading
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -101,6 +102,50 @@ def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> 
         raise DumpFormatError(f"{where} is corrupt or truncated ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
 
 
+class Archive:
+    """One archive shared by the loaders of all its members: opened once, on the first load.
+
+    Reopening the zip for each member re-reads its whole central directory, which made loading
+    every member of a 20,000-member archive quadratic. zipfile reads members of one open archive
+    from several threads safely.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = path
+        self._zip: zipfile.ZipFile | None = None
+        self._lock = threading.Lock()
+
+    def load(self, member: str) -> np.ndarray:
+        """Read the member ``member`` (its zip file name), budget checked first."""
+        where = f"{self.path}: member {member[:-4]!r}"
+        try:
+            archive = self._open()
+            return read_member(archive, archive.getinfo(member), where)
+        except DumpFormatError:
+            raise
+        except (KeyError, *ZIP_ERRORS) as e:
+            raise DumpFormatError(f"{where} is corrupt or truncated ({e})") from e
+
+    def _open(self) -> zipfile.ZipFile:
+        from netdiff._input_files import open_regular
+
+        with self._lock:
+            if self._zip is None:
+                raw = open_regular(self.path, ".npz archive", DumpFormatError)
+                try:
+                    self._zip = zipfile.ZipFile(raw)
+                except BaseException:
+                    raw.close()
+                    raise
+                self._raw = raw
+            return self._zip
+
+    def __del__(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+            self._raw.close()
+
+
 def load_member(path: str | os.PathLike[str], member: str) -> np.ndarray:
     """Open ``path`` and read the member ``member`` (its zip file name)."""
     from netdiff._input_files import open_regular
@@ -139,5 +184,5 @@ def load_all(path: str | os.PathLike[str], error: type[Exception] = DumpFormatEr
         raise error(f"{path}: not a readable .npz archive ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
 
 
-__all__ = ["MAX_INFLATE", "Member", "check_budget", "inflate_budget", "load_all", "load_member", "members",
+__all__ = ["MAX_INFLATE", "Archive", "Member", "check_budget", "inflate_budget", "load_all", "load_member", "members",
            "read_member"]

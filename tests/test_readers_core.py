@@ -79,9 +79,13 @@ def test_npy_dir_and_pickled_files_rejected(tmp_path):
 
 
 def test_npy_dir_lazy_memmap(tmp_path):
-    np.save(tmp_path / "x.npy", np.arange(1000, dtype=np.float32))
-    value = read_dump(tmp_path)["x"].load()
+    np.save(tmp_path / "x.npy", np.arange(1 << 18, dtype=np.float32))  # 1 MiB and more: memory-mapped
+    np.save(tmp_path / "small.npy", np.arange(1000, dtype=np.float32))  # smaller: read in one go
+    dump = read_dump(tmp_path)
+    value = dump["x"].load()
     assert isinstance(value, np.memmap) and not value.flags.writeable
+    small = dump["small"].load()
+    assert not small.flags.writeable and np.array_equal(small, np.arange(1000, dtype=np.float32))
 
 
 def test_npz(tmp_path):

@@ -22,10 +22,15 @@ def inspect_command(
 ) -> None:
     """List the tensors of a dump or model with shapes, dtypes and ranges."""
     from netdiff.inputs import parse_input_args
-    from netdiff.inspection import inspect_source
+    from netdiff.inspection import RICH_ROWS, inspect_source, plain_table
 
     rows, header = inspect_source(source, parse_input_args(input or []), format=format,
                                   options=model_options(weights), stats=not no_stats, seed=seed)
+    if len(rows) > RICH_ROWS:  # a rich table of 100,000 rows takes minutes: plain aligned text
+        import sys
+
+        sys.stdout.write("\n".join(plain_table(header, rows)) + "\n")
+        return
     out = console()
     out.print(InspectView(rows, header))
 

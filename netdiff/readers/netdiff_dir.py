@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,25 @@ class _EntryError(DumpFormatError):
     """A manifest entry with a malformed field (the tensor becomes unreadable)."""
 
 
+def _locate(root: Path, file_name: str) -> tuple[Path, bool, bool]:
+    """(path, inside the dump directory, a regular file) for a manifest ``file`` field.
+
+    A plain file name that is not a link is inside by construction (one ``lstat``); anything
+    else (sub-directories, links, ``..``) is resolved.
+    """
+    if "/" not in file_name and os.sep not in file_name and file_name not in (".", ".."):
+        path = os.path.join(root, file_name)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return Path(path), True, False
+        if not stat.S_ISLNK(st.st_mode):
+            return Path(path), True, stat.S_ISREG(st.st_mode)
+    file = (root / file_name).resolve()
+    inside = root in file.parents
+    return file, inside, inside and file.is_file()
+
+
 def _checked_tensor(root: Path, entry: dict[str, Any], index: int, where: str) -> Tensor:
     name = entry["name"]
     file_name = need_str(entry.get("file"), f"{where}: \"file\"", _EntryError, max_len=MAX_FILE_FIELD)
@@ -102,9 +123,7 @@ def _checked_tensor(root: Path, entry: dict[str, Any], index: int, where: str) -
     op_type = need_str(entry.get("op_type"), f"{where}: \"op_type\"", _EntryError, optional=True)
     meta = need_dict(entry.get("meta") or {}, f"{where}: \"meta\"", _EntryError)
     try:
-        file = (root / file_name).resolve()
-        inside = root in file.parents
-        exists = inside and file.is_file()
+        file, inside, exists = _locate(root, file_name)
     except (OSError, ValueError) as e:
         raise _EntryError(f"{where}: file {file_name[:200]!r} cannot be opened ({e})") from None
     if not inside:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from netdiff._input_files import open_regular
-from netdiff._npz import ZIP_ERRORS, load_member, members
+from netdiff._npz import ZIP_ERRORS, Archive, members
 from netdiff.errors import DumpFormatError
 from netdiff.readers._partial import require_readable
 from netdiff.readers.base import Reader, register_reader
@@ -29,6 +29,7 @@ class NpzReader(Reader):
 
     def _read(self, path: Path, **options: Any) -> Dump:
         tensors = {}
+        shared = Archive(path)
         try:
             with open_regular(path, ".npz archive", DumpFormatError) as raw, zipfile.ZipFile(raw) as archive:
                 for m in members(archive, str(path)):
@@ -37,7 +38,7 @@ class NpzReader(Reader):
                         tensors[m.name] = Tensor.unreadable(m.name, m.error, source)
                         continue
                     tensors[m.name] = Tensor(name=m.name, shape=m.shape, dtype=m.dtype.name,
-                                             loader=functools.partial(load_member, path, m.info.filename),
+                                             loader=functools.partial(shared.load, m.info.filename),
                                              source=source)
         except ZIP_ERRORS as e:
             raise DumpFormatError(f"{path}: not a readable .npz archive ({e})") from e
