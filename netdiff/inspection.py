@@ -58,7 +58,7 @@ def plain_table(title: str, rows: list[list[str]], columns: tuple[str, ...] = CO
 
     Control characters in cells (names come from files) are shown escaped, never sent to the terminal.
     """
-    rows = [[_CONTROL.sub(_escape, c) if isinstance(c, str) else f"{c:.4g}" for c in row] for row in rows]
+    rows = [[_CONTROL.sub(_escape, c) if isinstance(c, str) else f"{c:.6g}" for c in row] for row in rows]
     title = _CONTROL.sub(_escape, title)
     widths = [len(c) for c in columns]
     for row in rows:
