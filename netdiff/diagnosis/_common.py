@@ -69,17 +69,20 @@ def variant_explains(variant_cosine: float, model_cosine: float) -> bool:
     return variant_cosine >= VARIANT_REPRODUCES and (1 - variant_cosine) <= VARIANT_EXPLAINS * (1 - model_cosine)
 
 
-#: Cosine above which an isolated re-run is within the precision's noise (not an introduced error)
-#: whatever the precision.
+#: An isolated re-run with cosine above this and rel_l2 below :data:`NOISE_REL_L2` is within any
+#: precision's noise (not an introduced error), whatever the thresholds.
 NOISE_COSINE = 0.9999
+#: ... (cosine 0.9999 with equal norms is rel_l2 ≈ 0.014: a larger rel_l2 is a scale, not noise).
+NOISE_REL_L2 = 0.02
 
 
 def isolated_noise(context: Context, layer: LayerResult, cosine: float, rel_l2: float | None) -> dict | None:
     """Why an isolated re-run of ``layer`` reaching ``cosine`` / ``rel_l2`` is within the target's
-    precision noise, or None when it is not: cosine ≥ :data:`NOISE_COSINE`, or rel_l2 within
-    ``noise_factor`` × the layer's expected rel_l2 (the precision-aware verdict, :mod:`netdiff.noise`)."""
-    if cosine is not None and cosine >= NOISE_COSINE:
-        return {"cosine_at_least": NOISE_COSINE}
+    precision noise, or None when it is not: cosine ≥ :data:`NOISE_COSINE` with rel_l2 ≤
+    :data:`NOISE_REL_L2`, or rel_l2 within ``noise_factor`` × the layer's expected rel_l2 (the
+    precision-aware verdict, :mod:`netdiff.noise`)."""
+    if cosine is not None and cosine >= NOISE_COSINE and (rel_l2 is None or rel_l2 <= NOISE_REL_L2):
+        return {"cosine_at_least": NOISE_COSINE, "rel_l2_at_most": NOISE_REL_L2}
     expected = getattr(layer, "expected_rel_l2", None)
     if expected is not None and rel_l2 is not None and cosine is not None:
         from netdiff.verdict import MAX_NOISY_REL_L2

@@ -93,6 +93,20 @@ def test_isolated_error_within_fp16_noise_is_not_introduced(monkeypatch: pytest.
     assert ("introduced_error", origin.name) in _kinds(again)
 
 
+def test_a_scale_with_cosine_one_is_not_noise() -> None:
+    """conv2 computes 1.3x its output (cosine 1, rel_l2 0.3): beyond the thresholds and not noise, so it is still
+    introduced_error (the noise floor must not hide a scale that is no named constant)."""
+    model, x = model_and_input()
+    conv2 = "/features/conv2/Conv_output_0"
+    ref = run(model, x)
+    target = as_target(ref, perturb={n: (lambda v: v * 1.3) for n in [t.name for t in ref]
+                                     if n.startswith(("/features/conv2", "/features/relu2"))})
+    report = netdiff.compare(OnnxModel.from_proto(model), target, x)
+    assert report.first_divergence == conv2
+    found = next(f for f in report.findings if f.layer == conv2)
+    assert found.kind == "introduced_error" and found.evidence["isolated_cosine"] > 0.9999
+
+
 @pytest.mark.parametrize("drop", [(), ("input",)])
 def test_channel_swap_is_not_also_a_normalization(drop: tuple[str, ...]) -> None:
     """BGR input with a 1-2 % white-balance gain: the swap alone reproduces the target; the affine fit on top was
