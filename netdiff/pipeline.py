@@ -112,10 +112,13 @@ def compare(reference: Any, target: Any, inputs: InputsLike = None, *,
         mapping = load_mapping(mapping)
     if not mapping:
         adapt_converted(ref_side, tgt_side)
+    for name, side in (("reference", ref_side), ("target", tgt_side)):
+        log.info("%s %s [%s]: %d tensors", name, side.dump.source, side.dump.format, len(side.dump))
     from netdiff.naming import resolve_naming
 
     names = resolve_naming(ref_side.dump, tgt_side.dump, naming)
     alignment = align_dumps(ref_side.dump, tgt_side.dump, mapping, naming=names.tensor_names)
+    log.info("aligned %d tensor pairs (%d target-only)", len(alignment.pairs), len(alignment.target_only))
     layers = measure_all(ref_side.dump, tgt_side.dump, alignment, thresholds, workers, progress)
     report = Report(reference=ref_side.description, target=tgt_side.description, thresholds=thresholds,
                     layers=layers, inputs=ref_side.description.get("inputs") or tgt_side.description.get("inputs") or {})

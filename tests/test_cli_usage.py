@@ -48,6 +48,17 @@ def test_version_and_short_help():
         assert sub.returncode == 0 and f"Usage: netdiff {command}" in sub.stdout, sub.stderr
 
 
+def test_shell_completion_completes_commands_and_options():
+    import os
+
+    env = {**os.environ, "_NETDIFF_COMPLETE": "complete_bash", "COMP_WORDS": "netdiff compare --cos", "COMP_CWORD": "2"}
+    proc = subprocess.run([sys.executable, "-m", "netdiff"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and proc.stdout.split() == ["--cosine-threshold"]
+    env.update(COMP_WORDS="netdiff sens", COMP_CWORD="1")
+    proc = subprocess.run([sys.executable, "-m", "netdiff"], capture_output=True, text=True, env=env)
+    assert proc.stdout.split() == ["sensitivity"]
+
+
 def _unmatched_target(tmp_path):
     target = tmp_path / "device"
     target.mkdir()
@@ -110,6 +121,10 @@ def test_verbosity_and_log_file(tmp_path, cnn_path, capsys):
     err = capsys.readouterr().err
     assert "netdiff: warning: no input given" in err  # the default level shows warnings
     assert "WARNING netdiff.inputs: no input given" in log.read_text()
+    assert "INFO netdiff.pipeline: aligned 15 tensor pairs" in log.read_text()  # the file takes every level
+    assert "aligned" not in err
+    assert main(["-v", "compare", str(cnn_path), str(cnn_path)]) == 0
+    assert "netdiff: info: aligned 15 tensor pairs (0 target-only)" in capsys.readouterr().err
     assert main(["-q", "compare", str(cnn_path), str(cnn_path)]) == 0
     assert "no input given" not in capsys.readouterr().err
     assert main(["--log-file", str(tmp_path / "no" / "such" / "dir.log"), "compare", "a", "b"]) == 2
