@@ -38,7 +38,7 @@
 #define ND_NOINLINE
 #endif
 #define SEG 2048 /* elements per segment: both sides stay in L1 */
-#define LANES 16 /* fixed lanes of the float32 loops */
+#define LANES 8 /* fixed lanes of the float32 loops */
 #define FBLOCK 16 /* float32 terms per lane before a float64 spill */
 #define HIST_RUN 64 /* contiguous pairs per histogram sample run */
 
