@@ -49,3 +49,19 @@ def test_hwc_flatten_is_named(tmp_path: Path) -> None:
 def test_same_order_with_upstream_error_is_left_alone(tmp_path: Path) -> None:
     report = netdiff.compare(_model(tmp_path / "ref.onnx"), _model(tmp_path / "tgt.onnx", noise=0.3), {"input": INPUT})
     assert report.diverged and report.first_divergence != "flat" and _finding(report) is None
+
+
+def test_hwc_flatten_named_from_a_dump_of_input_and_logits(tmp_path: Path) -> None:
+    """A board dump with only the input and the logits: the reference from the input (Conv, Flatten, Gemm) is
+    re-run with each flattening order and compared at the logits."""
+    from netdiff.runners.onnxrt import OnnxModel
+
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    for tensor in OnnxModel(_model(tmp_path / "tgt.onnx", nhwc=True)).run({"input": INPUT}):
+        if tensor.name in ("input", "logits"):
+            np.save(dump / f"{tensor.name}.npy", np.ascontiguousarray(tensor.load()))
+    report = netdiff.compare(_model(tmp_path / "ref.onnx"), dump, {"input": INPUT})
+    found = _finding(report)
+    assert found is not None and found.layer == "logits" and found.evidence["target_order"] == "HWC"
+    assert found.evidence["started_from"] == ["input"] and found.evidence["op_tensor"] == "flat"
