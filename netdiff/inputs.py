@@ -119,10 +119,7 @@ def fit_to_spec(array: np.ndarray, spec: InputSpec) -> np.ndarray:
     if batch_free and len(shape) == len(spec.shape) - 1:
         array = array[np.newaxis]
         shape = tuple(array.shape)
-    fits = len(shape) == len(spec.shape) and all(
-        not isinstance(d, int) or d == s or (i == 0 and spec.flexible_batch and s > 0)
-        for i, (d, s) in enumerate(zip(spec.shape, shape)))
-    if not fits:
+    if not spec.accepts(shape):
         raise InputError(f"input {spec.name}: shape {list(original.shape)} does not fit the model's "
                          f"{list(spec.shape)}" + _layout_hint(original, spec))
     if array.dtype != np.dtype(spec.dtype):

@@ -20,13 +20,23 @@ class InputSpec:
     """A model input: name, shape (None or a string for a dynamic dim) and numpy dtype.
 
     ``flexible_batch`` says the first dim is only a default (Caffe's ``input_shape``: the net
-    reshapes to the batch it is fed); a random input still uses the declared size.
+    reshapes to the batch it is fed); ``flexible_spatial`` says the same of the dims after the
+    channel axis (a fully convolutional net run at the input's size: the runner re-infers every
+    shape and says clearly when the net does not allow it). A random input uses the declared size.
     """
 
     name: str
     shape: tuple[int | str | None, ...]
     dtype: str
     flexible_batch: bool = False
+    flexible_spatial: bool = False
+
+    def accepts(self, shape: tuple[int, ...]) -> bool:
+        """True when an array of ``shape`` can be fed (same rank; fixed dims equal unless flexible)."""
+        return len(shape) == len(self.shape) and all(
+            not isinstance(d, int) or d == s
+            or (s > 0 and ((i == 0 and self.flexible_batch) or (i >= 2 and self.flexible_spatial)))
+            for i, (d, s) in enumerate(zip(self.shape, shape)))
 
     @property
     def is_static(self) -> bool:

@@ -73,7 +73,7 @@ class CaffeModel(Model):
         super().__init__(path, **options)
         self.weights = Path(weights) if weights is not None else None
         self._translation: Any = None
-        self._batched: dict[int, Any] = {}
+        self._batched: dict[tuple, Any] = {}  # input shapes -> translation
         self._current: Any = None
         self._structure: Any = None
         self._sessions: dict[int, Any] = {}  # id(translation) -> capture session, built once each
@@ -89,11 +89,16 @@ class CaffeModel(Model):
         """The parsed net with weights merged (:class:`netdiff.caffe.CaffeNet`)."""
         return self.translation().net
 
-    def translation(self, batch: int | None = None) -> Any:
-        """The ONNX translation for the declared input shapes, or for another ``batch`` (built once each).
+    def translation(self, batch: int | None = None, shapes: dict[str, tuple[int, ...]] | None = None) -> Any:
+        """The ONNX translation for the declared input shapes, or for another ``batch`` or input
+        ``shapes`` (built once each).
 
-        Caffe reshapes a deploy net to the batch it is fed; the translation fixes every shape, so a
-        different batch gets its own translation (shapes from Caffe's formulas again).
+        Caffe reshapes a deploy net to the input it is fed; the translation fixes every shape, so
+        another batch or spatial size (a fully convolutional net such as MTCNN P-Net run on an image
+        pyramid) gets its own translation, with every shape inferred again by Caffe's formulas.
+
+        Raises:
+            ModelError: The net does not run at those shapes (an InnerProduct expects the declared size, ...).
         """
         if self._translation is None:
             from netdiff.caffe.net import load_net
@@ -102,18 +107,31 @@ class CaffeModel(Model):
             net = load_net(self.path, self._weights_path(), shapes=False)
             self._translation = translate(net)
         base = self._translation
-        declared = {s[0] for s in base.inputs.values() if s}
-        if batch is None or declared == {batch}:
+        wanted = {name: tuple(shape) for name, shape in base.net.inputs.items()}
+        if batch is not None:
+            wanted = {name: (batch, *shape[1:]) for name, shape in wanted.items()}
+        for name, shape in (shapes or {}).items():
+            if name in wanted:
+                wanted[name] = tuple(int(d) for d in shape)
+        key = tuple(sorted(wanted.items()))
+        if wanted == {name: tuple(shape) for name, shape in base.net.inputs.items()}:
             return base
-        if batch not in self._batched:
+        if key not in self._batched:
             from copy import copy
 
             from netdiff.caffe.to_onnx import translate
+            from netdiff.errors import NetdiffError
 
             net = copy(base.net)
-            net.inputs = {name: (batch, *shape[1:]) for name, shape in base.net.inputs.items()}
-            self._batched[batch] = translate(net)
-        return self._batched[batch]
+            net.inputs = dict(wanted)
+            try:
+                self._batched[key] = translate(net)
+            except NetdiffError as e:
+                declared = ", ".join(f"{n} {list(s)}" for n, s in base.net.inputs.items())
+                given = ", ".join(f"{n} {list(s)}" for n, s in wanted.items())
+                raise ModelError(f"{self.path}: the net does not run at input {given} (declared {declared}): "
+                                 f"{str(e).splitlines()[0]}") from e
+        return self._batched[key]
 
     def input_specs(self) -> list[InputSpec]:
         if self._structure is None:
@@ -121,7 +139,7 @@ class CaffeModel(Model):
 
             self._structure = load_net(self.path, shapes=False)
             _require_inputs(self._structure)
-        return [InputSpec(name, tuple(shape), "float32", flexible_batch=True)
+        return [InputSpec(name, tuple(shape), "float32", flexible_batch=True, flexible_spatial=len(shape) == 4)
                 for name, shape in self._structure.inputs.items()]
 
     def onnx_model(self) -> Any:
@@ -138,8 +156,7 @@ class CaffeModel(Model):
 
         specs = {s.name: s for s in self.input_specs()}
         check_feeds(feeds, specs)
-        batches = {np.shape(v)[0] for v in feeds.values() if np.ndim(v)}
-        tr = self.translation(batches.pop() if len(batches) == 1 else None)
+        tr = self.translation(shapes={name: tuple(np.shape(v)) for name, v in feeds.items()})
         self._current = tr
         feeds = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items()}
         names = [o.name for o in tr.outputs]

@@ -46,6 +46,7 @@ class OnnxModel(Model):
         self._model = model
         self._skeleton: Any = None if model is None else False  # a Skeleton, or False when not available
         self._capture: tuple[Any, list[NodeOutput]] | None = None
+        self._resized: dict[tuple, tuple[Any, list[NodeOutput]]] = {}  # input shapes -> capture session
 
     @classmethod
     def from_proto(cls, model: Any, label: str = "<in-memory model>") -> OnnxModel:
@@ -78,7 +79,11 @@ class OnnxModel(Model):
         return self._skeleton
 
     def input_specs(self) -> list[InputSpec]:
-        return graph_input_specs(self.structure())
+        """The graph inputs; a static 4-D input's H and W are defaults (run at the input's size, see
+        :meth:`_session_for`)."""
+        return [InputSpec(s.name, s.shape, s.dtype, s.flexible_batch,
+                          flexible_spatial=len(s.shape) == 4 and all(isinstance(d, int) for d in s.shape[2:]))
+                for s in graph_input_specs(self.structure())]
 
     def describe(self) -> dict[str, Any]:
         model = self.structure()
@@ -87,13 +92,18 @@ class OnnxModel(Model):
 
     def _run(self, feeds: dict[str, np.ndarray], on_tensor: Callable[[str], None] | None) -> Dump:
         model = self.structure()
-        specs = {s.name: s for s in graph_input_specs(model)}
+        specs = {s.name: s for s in self.input_specs()}
         check_feeds(feeds, specs)
-        session, outputs = self._capture_session()
+        resized = {n: tuple(int(d) for d in np.shape(feeds[n])) for n, spec in specs.items()
+                   if spec.flexible_spatial and tuple(np.shape(feeds[n]))[2:] != tuple(spec.shape[2:])}
+        session, outputs = self._resized_session(resized) if resized else self._capture_session()
         names = [o.name for o in outputs]
         try:
             values = session.run(names, feeds)
         except Exception as e:  # onnxruntime raises its own exception types
+            if resized:
+                raise ModelError(f"{self.path}: the model does not run at input {_shapes(resized)} (declared "
+                                 f"{_shapes({n: specs[n].shape for n in resized})}): {_first_line(e)}") from e
             raise ReferenceRunError(f"{self.path}: onnxruntime failed: {_first_line(e)}") from e
         tensors: dict[str, Tensor] = {}
         for name in specs:
@@ -109,6 +119,30 @@ class OnnxModel(Model):
         return Dump(tensors=tensors, source=str(self.path), format=self.name, graph_inputs=list(specs),
                     graph_outputs=graph_outputs)
 
+
+    def _resized_session(self, shapes: dict[str, tuple[int, ...]]) -> tuple[Any, list[NodeOutput]]:
+        """A capture session with those inputs re-declared at ``shapes`` and every inner shape left to
+        onnxruntime to infer again (a fully convolutional model run at the image's size)."""
+        key = tuple(sorted(shapes.items()))
+        if key not in self._resized:
+            model = onnx.ModelProto()
+            model.CopyFrom(self.onnx_model())
+            for value in model.graph.input:
+                if value.name in shapes:
+                    dims = value.type.tensor_type.shape.dim
+                    for dim, size in zip(dims, shapes[value.name]):
+                        dim.Clear()
+                        dim.dim_value = size
+            del model.graph.value_info[:]
+            for value in model.graph.output:
+                value.type.tensor_type.ClearField("shape")
+            outputs = node_outputs(model)
+            try:
+                session = make_session(model, outputs=[o.name for o in outputs])
+            except ModelError as e:
+                raise ModelError(f"{self.path}: the model does not run at input {_shapes(shapes)}: {e}") from e
+            self._resized[key] = (session, outputs)
+        return self._resized[key]
 
     def _capture_session(self) -> tuple[Any, list[NodeOutput]]:
         """The session with every node output as a graph output, built once per model object
@@ -129,6 +163,10 @@ class OnnxModel(Model):
                 session = make_session(model, outputs=names)
             self._capture = (session, outputs)
         return self._capture
+
+
+def _shapes(shapes: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {list(shape)}" for name, shape in shapes.items())
 
 
 def load_onnx(path: str | Path) -> Any:
@@ -229,11 +267,8 @@ def check_feeds(feeds: dict[str, np.ndarray], specs: dict[str, InputSpec]) -> No
     if extra:
         raise InputError(f"unknown input(s) {', '.join(extra)}; the model's inputs are: {', '.join(specs)}")
     for name, spec in specs.items():
-        shape = np.shape(feeds[name])
-        ok = len(shape) == len(spec.shape) and all(
-            not isinstance(d, int) or d == s or (i == 0 and spec.flexible_batch)
-            for i, (d, s) in enumerate(zip(spec.shape, shape)))
-        if not ok:
+        shape = tuple(int(d) for d in np.shape(feeds[name]))
+        if not spec.accepts(shape):
             raise InputError(f"input {name}: shape {list(shape)} does not fit the model's {list(spec.shape)}")
 
 
