@@ -65,7 +65,8 @@ def precision_hint(kind: str) -> Precision:
 
 
 def assign_expected_noise(layers: list[LayerResult], reference: Dump, precision: Precision | None,
-                          model: Any = None, weights: Mapping[str, tuple[Any, int]] | None = None) -> None:
+                          model: Any = None, weights: Mapping[str, tuple[Any, int]] | None = None,
+                          stats: Mapping[str, tuple[float, float]] | None = None) -> None:
     """Set ``expected_rel_l2`` on every layer with a float reference tensor (nothing without a precision).
 
     Args:
@@ -74,6 +75,8 @@ def assign_expected_noise(layers: list[LayerResult], reference: Dump, precision:
         precision: The target's precision; nothing is set when None.
         model: The reference ONNX ModelProto (weights of weighted layers), or None.
         weights: The weights :func:`layer_weights` extracted from ``model`` (to reuse over samples).
+        stats: (rms, max - min) over the finite values of float reference tensors already measured
+            (a dataset run has them from the metrics kernel); the others are read from ``reference``.
     """
     if precision is None or precision.kind not in PRECISIONS:
         return
@@ -85,41 +88,47 @@ def assign_expected_noise(layers: list[LayerResult], reference: Dump, precision:
         if layer.status == "missing_in_reference" or layer.name not in reference:
             continue
         tensor = reference[layer.name]
-        try:
-            value = np.asarray(tensor.load())
-        except Exception:  # unreadable: no estimate
-            continue
-        if value.dtype.kind != "f":
-            noise[layer.name], rms[layer.name] = (0.0, 0.0), 0.0
-            continue
-        rms[layer.name] = r = _rms(value)
+        known = stats.get(layer.name) if stats else None
+        if known is not None:
+            value, (r, span) = None, known
+        else:
+            try:
+                value = np.asarray(tensor.load())
+            except Exception:  # unreadable: no estimate
+                continue
+            if value.dtype.kind != "f":
+                noise[layer.name], rms[layer.name] = (0.0, 0.0), 0.0
+                continue
+            r, span = _rms(value), None
+        rms[layer.name] = r
         node = str(tensor.meta.get("node")) if tensor.meta and tensor.meta.get("node") else None
         weight = weights.get(node) if node else None
         noise[layer.name] = fresh, carried = layer_noise(
             value, r, tensor.op_type, precision, weight,
-            [(*noise.get(n, (0.0, 0.0)), rms.get(n, 0.0)) for n in tensor.inputs])
+            [(*noise.get(n, (0.0, 0.0)), rms.get(n, 0.0)) for n in tensor.inputs], span=span)
         total = math.hypot(fresh, carried)
         if r > 0 and math.isfinite(total):
             layer.expected_rel_l2 = total / r
 
 
-def layer_noise(value: np.ndarray, rms: float, op_type: str | None, precision: Precision,
-                weight: tuple[np.ndarray, int] | None, inputs: list[tuple[float, float, float]]
-                ) -> tuple[float, float]:
+def layer_noise(value: np.ndarray | None, rms: float, op_type: str | None, precision: Precision,
+                weight: tuple[np.ndarray, int] | None, inputs: list[tuple[float, float, float]],
+                span: float | None = None) -> tuple[float, float]:
     """Absolute noise rms of one layer's output as (fresh, carried).
 
     *Fresh* noise is this layer's own output rounding: white, independent element to element.
     *Carried* noise is everything older (the inputs' noise, the weights' rounding): it follows the
     signal through later layers. ``inputs`` holds (fresh, carried, signal rms) of each input, the
-    data input first.
+    data input first. ``span`` (max - min of the finite values) stands for ``value`` when given.
     """
     carried = _carried(rms, op_type, weight, inputs)
     if op_type in PASS_THROUGH or rms == 0.0 or not math.isfinite(rms):
         return carried
     family, bits = PRECISIONS[precision.kind]
     if family == "uniform":
-        finite = value[np.isfinite(value)]
-        span = float(finite.max() - finite.min()) if finite.size else 0.0
+        if span is None:
+            finite = value[np.isfinite(value)]
+            span = float(finite.max() - finite.min()) if finite.size else 0.0
         own = span / (2.0 ** (precision.activation_bits or bits) - 1) / math.sqrt(12.0)
         weight_rel = (weight_noise(*weight, precision.weight_bits or bits, precision.per_channel)
                       if weight is not None else 0.0)
@@ -160,8 +169,28 @@ def _carried(rms: float, op_type: str | None, weight: tuple[np.ndarray, int] | N
     return f * rms, c * rms
 
 
+#: Weight terms already computed, by (id of the weight array, arguments): a dataset run judges the
+#: same weights on every sample. Each entry keeps its array, so an id is never reused while cached.
+_WEIGHT_MEMO: dict[tuple, tuple[Any, float]] = {}
+
+
+def _memo(w: Any, key: tuple, compute: Any) -> float:
+    found = _WEIGHT_MEMO.get((id(w), *key))
+    if found is not None and found[0] is w:
+        return found[1]
+    if len(_WEIGHT_MEMO) > 4096:
+        _WEIGHT_MEMO.clear()
+    value = compute()
+    _WEIGHT_MEMO[(id(w), *key)] = (w, value)
+    return value
+
+
 def _weight_gain(w: np.ndarray, axis: int) -> float:
     """sqrt of the mean over output channels of the sum of squared weights (white-noise gain)."""
+    return _memo(w, ("gain", axis), lambda: _weight_gain_of(w, axis))
+
+
+def _weight_gain_of(w: np.ndarray, axis: int) -> float:
     w = np.asarray(w, dtype=np.float64)
     channels = w.shape[axis] if w.ndim > axis else 1
     return math.sqrt(float(np.sum(w * w)) / max(channels, 1))
@@ -169,6 +198,10 @@ def _weight_gain(w: np.ndarray, axis: int) -> float:
 
 def weight_noise(w: np.ndarray, axis: int, bits: int, per_channel: bool) -> float:
     """rel_l2 of symmetric ``bits``-bit max-abs quantization of ``w`` (per output channel or per tensor)."""
+    return _memo(w, ("noise", axis, bits, per_channel), lambda: _weight_noise_of(w, axis, bits, per_channel))
+
+
+def _weight_noise_of(w: np.ndarray, axis: int, bits: int, per_channel: bool) -> float:
     w = np.asarray(w, dtype=np.float64)
     power = float(np.sum(w * w))
     if power == 0.0 or w.size == 0:

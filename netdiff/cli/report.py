@@ -35,4 +35,7 @@ def report_command(
         write_node_data(report, model_explorer_path, graph_id)
         console().print(f"wrote {model_explorer_path}")
     if html_path is None and model_explorer_path is None:
+        from netdiff.cli._dataset import print_dataset
+
+        print_dataset(report)
         console().print(ReportView(report, show_all=show_all))

@@ -5,7 +5,8 @@ layout transform, which compared ancestors); a :class:`Job` says how to rebuild 
 another process; an :class:`Evaluator` (built once per process) turns a sample into a
 :class:`SampleResult` of two float arrays and a task record, nothing else.
 
-Per-sample metrics are cosine and rel_l2 in float64 over all the pairs at once (the formulas of
+Per-sample metrics are cosine and rel_l2 only: from the metrics' C kernel sums (one pass, no
+copy) when it is built, else in float64 over all the pairs at once (the formulas of
 docs/metrics.md); a pair with a non-finite or all-zero side goes through
 :func:`netdiff.metrics.compute_metrics` and the report's own status rule.
 """
@@ -196,6 +197,8 @@ class _ModelRunner:
         self._session = None
         self.structure: dict[str, tuple[str | None, tuple[str, ...], str | None]] = {}
         self.last_dump: Dump | None = None
+        self._template: Dump | None = None
+        self._values: Mapping[str, np.ndarray] = {}
         if isinstance(model, OnnxModel):
             from netdiff.runners.onnxrt import make_session, node_outputs
 
@@ -209,12 +212,19 @@ class _ModelRunner:
         """The values of the last run as a :class:`Dump` with op types, inputs and node names."""
         if self.last_dump is not None:
             return self.last_dump
-        tensors = {}
-        for name, value in values.items():
-            op, inputs, node = self.structure.get(name, ("Input", (), None))
-            tensors[name] = Tensor.from_array(name, np.asarray(value), op_type=op, inputs=inputs,
-                                              meta={"node": node} if node else {})
-        return Dump(tensors=tensors)
+        self._values = values
+        if self._template is None or self._template.names != list(values):
+            tensors = {}
+            for name, value in values.items():
+                op, inputs, node = self.structure.get(name, ("Input", (), None))
+                value = np.asarray(value)
+                tensors[name] = Tensor(name, tuple(value.shape), value.dtype.name, loader=self._loader(name),
+                                       op_type=op, inputs=inputs, meta={"node": node} if node else {})
+            self._template = Dump(tensors=tensors)  # built once: each sample only swaps the values
+        return self._template
+
+    def _loader(self, name: str) -> Any:
+        return lambda: np.asarray(self._values[name])
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds = {n: np.asarray(feeds[n]).astype(s.dtype, copy=False) for n, s in self.specs.items() if n in feeds}
@@ -277,9 +287,10 @@ class Evaluator:
             n = len(self.plan.names)
             return SampleResult(index, sample.id, np.full(n, np.nan), np.full(n, np.nan), ["error"] * n, None,
                                 error=str(e).splitlines()[0] if str(e) else type(e).__name__)
-        cosine, rel, status = measure(self.plan, ref, tgt)
+        stats: dict[str, tuple[float, float]] = {}
+        cosine, rel, status = measure(self.plan, ref, tgt, stats)
         if self.plan.precision is not None and "diverged" in status:
-            self._within_noise(ref, rel, status)
+            self._within_noise(ref, rel, status, stats)
         first = first_divergence(self.plan, status)
         from netdiff.dataset.task import sample_task
 
@@ -288,7 +299,8 @@ class Evaluator:
         return SampleResult(index, sample.id, cosine, rel, status, first, task, boxes)
 
 
-    def _within_noise(self, ref: Mapping[str, np.ndarray], rel: np.ndarray, status: list[str]) -> None:
+    def _within_noise(self, ref: Mapping[str, np.ndarray], rel: np.ndarray, status: list[str],
+                      stats: Mapping[str, tuple[float, float]] | None = None) -> None:
         """Re-judge the diverged layers against this sample's expected noise (``noisy`` within it)."""
         from netdiff.noise import assign_expected_noise, layer_weights
         from netdiff.verdict import MAX_NOISY_REL_L2
@@ -300,7 +312,7 @@ class Evaluator:
                 self._weights = {}
         dump = self.reference.dump(ref)
         stubs = [LayerResult(t.name, None, t.op_type, None, "ok") for t in dump]
-        assign_expected_noise(stubs, dump, self.plan.precision, weights=self._weights)
+        assign_expected_noise(stubs, dump, self.plan.precision, weights=self._weights, stats=stats)
         expected = {x.name: x.expected_rel_l2 for x in stubs}
         th = self.plan.thresholds
         for i, s in enumerate(status):
@@ -317,12 +329,16 @@ def _as_dump(values: Mapping[str, np.ndarray]) -> Dump:
 # --- metrics of all pairs at once --------------------------------------------------------------------------
 
 
-def measure(plan: Plan, ref: Mapping[str, np.ndarray], tgt: Mapping[str, np.ndarray]
-            ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Cosine, rel_l2 and status of every planned pair of one sample."""
+def measure(plan: Plan, ref: Mapping[str, np.ndarray], tgt: Mapping[str, np.ndarray],
+            stats: dict[str, tuple[float, float]] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Cosine, rel_l2 and status of every planned pair of one sample (and into ``stats``, the
+    reference's (rms, max - min) of the pairs the kernel measured, for the noise model)."""
+    from netdiff.metrics import _KINDS, EPS, _fast, cosine_from_sums
+
     n = len(plan.names)
     cosine, rel = np.full(n, np.nan), np.full(n, np.nan)
     status = ["error"] * n
+    th = plan.thresholds
     rs, ts, idx = [], [], []
     for i, (name, tname, transform) in enumerate(zip(plan.names, plan.targets, plan.transforms)):
         r, t = ref.get(name), tgt.get(tname)
@@ -337,11 +353,33 @@ def measure(plan: Plan, ref: Mapping[str, np.ndarray], tgt: Mapping[str, np.ndar
             continue
         if t.size != r.size or r.size == 0 or r.dtype.kind not in "fiub" or t.dtype.kind not in "fiub":
             continue
+        kr, kt = _KINDS.get(r.dtype.name), _KINDS.get(t.dtype.name)
+        if _fast is not None and kr is not None and kt is not None and r.flags.c_contiguous and t.flags.c_contiguous \
+                and r.dtype.isnative and t.dtype.isnative:
+            d = _fast.stats(r.reshape(-1), t.reshape(-1), kr, kt, EPS, None, 0, 0, 0)  # the metrics' C kernel
+            side = d["ref"]
+            bad = side[1] + side[2] + d["tgt"][1] + d["tgt"][2]
+            if stats is not None and r.dtype.kind == "f" and side[0]:
+                stats[name] = (math.sqrt(side[4] / side[0]), side[6] - side[5])
+            if not bad and d["rr"] > 0 and d["xx"] > 0:
+                c = min(cosine_from_sums(d["rr"], d["xx"], d["dd"], d["rx"]), 1.0)
+                e = math.sqrt(d["dd"] / d["rr"])
+                cosine[i], rel[i] = c, e
+                status[i] = "ok" if (c >= th.cosine and e <= th.rel_l2) else "diverged"
+            else:
+                cosine[i], rel[i], status[i] = _exact(r, t, th)
+            continue
         rs.append(r.reshape(-1))
         ts.append(t.reshape(-1))
         idx.append(i)
-    if not idx:
-        return cosine, rel, status
+    if idx:
+        _measure_numpy(rs, ts, idx, th, cosine, rel, status)
+    return cosine, rel, status
+
+
+def _measure_numpy(rs: list[np.ndarray], ts: list[np.ndarray], idx: list[int], th: Thresholds, cosine: np.ndarray,
+                   rel: np.ndarray, status: list[str]) -> None:
+    """The pairs the kernel does not take (or every pair without it): all at once in float64."""
     sizes = np.fromiter((a.size for a in rs), np.int64, len(rs))
     starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
     r64 = np.concatenate(rs, dtype=np.float64, casting="unsafe")
@@ -358,7 +396,6 @@ def measure(plan: Plan, ref: Mapping[str, np.ndarray], tgt: Mapping[str, np.ndar
         cos = np.minimum(np.where(dd < 1e-4 * rr, close, direct), 1.0)
         rl2 = np.sqrt(dd) / rn
     good = np.isfinite(rr) & np.isfinite(tt) & np.isfinite(rt) & np.isfinite(dd) & (rr > 0) & (tt > 0)
-    th = plan.thresholds
     for k, i in enumerate(idx):
         if good[k]:
             c, e = float(cos[k]), float(rl2[k])
@@ -366,7 +403,6 @@ def measure(plan: Plan, ref: Mapping[str, np.ndarray], tgt: Mapping[str, np.ndar
             status[i] = "ok" if (c >= th.cosine and e <= th.rel_l2) else "diverged"
         else:  # NaN/Inf or an all-zero side: the report's own metrics and rule
             cosine[i], rel[i], status[i] = _exact(rs[k], ts[k], th)
-    return cosine, rel, status
 
 
 def _exact(r: np.ndarray, t: np.ndarray, thresholds: Thresholds) -> tuple[float, float, str]:

@@ -3,7 +3,8 @@
 Each reference graph output is judged as one of:
 
 - ``classification``: a class-score vector (one non-1 dimension of at least 2 values) produced
-  by Softmax/LogSoftmax, or of at least 10 values (logits). Per sample: both sides' top-1 class
+  by Softmax/LogSoftmax, holding probabilities on the first sample (in [0, 1], summing to 1), or of
+  at least 10 values (logits). Per sample: both sides' top-1 class
   and margin (top-1 minus top-2 score, on each side's own scores), whether the reference's class
   is in the target's top 5. Over samples: top-1 / top-5 agreement, the flipped samples, the
   confusion of flips, and with labels the accuracy of both sides.
@@ -90,7 +91,15 @@ def _infer(layer: Any) -> str:
     classes = _classes(layer.shape)
     if classes is None:
         return "other"
-    return "classification" if layer.op_type in _SOFTMAX or classes >= 10 else "other"
+    return "classification" if layer.op_type in _SOFTMAX or classes >= 10 or _probabilities(layer) else "other"
+
+
+def _probabilities(layer: Any) -> bool:
+    """The first sample's reference values are a probability vector (in [0, 1], summing to 1)."""
+    m = layer.metrics
+    if m is None or not m.count or m.ref_nan or m.ref_inf:
+        return False
+    return m.ref_min >= 0.0 and m.ref_max <= 1.0 and abs(m.ref_mean * m.count - 1.0) < 1e-3
 
 
 def sample_task(plan: Any, ref: Mapping[str, np.ndarray], tgt: Mapping[str, np.ndarray]) -> dict[str, Any]:

@@ -129,7 +129,7 @@ def test_task_override_and_bad_task(data):
         compare_dataset(RNET, qdq, samples, jobs=1, tasks={"nope": "other"})
 
 
-def test_cli_compare_and_run_take_a_samples_directory(data, tmp_path):
+def test_cli_compare_and_run_take_a_samples_directory(data, tmp_path, capsys):
     root, qdq, samples, calib = data
     js = tmp_path / "c.json"
     html = tmp_path / "c.html"
@@ -141,6 +141,9 @@ def test_cli_compare_and_run_take_a_samples_directory(data, tmp_path):
     page = html.read_text()
     assert "Output agreement per sample" in page and "Layers over all samples" in page
     assert f"href=\"#sample-{data_json['meta']['worst_sample']}\"" in page
+    capsys.readouterr()
+    assert main(["report", str(js)]) == 0  # a saved report re-renders its dataset section
+    assert f"{COUNT} samples:" in capsys.readouterr().out
     # netdiff run: simulated int8, calibrated on --calib, evaluated on the samples
     js2 = tmp_path / "r.json"
     code = main(["run", str(RNET), "--target", "int8", "--input", str(samples), "--calib", str(calib),
