@@ -184,3 +184,21 @@ def test_dump_vs_dump_findings_have_no_placeholders(tmp_path, cnn_reference):
         for width in (80, 120):
             text = render_text(report, width=width)
             assert "None" not in text and "(layer)" not in text, text
+
+
+def test_grouped_command_gives_untyped_options_plain_metavars():
+    import typer
+    from typer.testing import CliRunner
+
+    from netdiff.cli._help import GroupedCommand
+
+    demo = typer.Typer(rich_markup_mode=None, add_completion=False)  # plain help, as netdiff
+
+    @demo.command(cls=GroupedCommand)
+    def only(count: int = typer.Option(1, "--count", rich_help_panel="Inputs"),
+             path: str = typer.Option("x", "--where"), flag: bool = typer.Option(False, "--flag")) -> None:
+        """A command."""
+
+    text = CliRunner().invoke(demo, ["--help"]).output
+    assert "--count N" in text and "--where TEXT" in text and "--flag" in text and "<" not in text
+    assert text.index("Inputs:") < text.index("Other options:")

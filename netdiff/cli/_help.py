@@ -13,10 +13,19 @@ from typer.core import TyperCommand
 PANELS = ("Inputs", "Alignment", "Thresholds", "Target", "Calibration and preprocessing", "Diagnosis", "Outputs",
           "Formats")
 OTHER = "Other options"
+_METAVARS = {"text": "TEXT", "str": "TEXT", "integer": "N", "int": "N", "float": "FLOAT", "path": "PATH",
+             "boolean": "BOOL", "bool": "BOOL"}  # click 8.1 and typer 0.28 name the types differently
 
 
 class GroupedCommand(TyperCommand):
     """A command whose help lists its options by purpose (the option's ``rich_help_panel``), also without rich."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:  # the same plain metavars whatever typer's version (0.28 prints "<str>")
+            if (param.param_type_name == "option" and param.metavar is None and not getattr(param, "is_flag", False)
+                    and not getattr(param, "count", False)):
+                param.metavar = _METAVARS.get(getattr(param.type, "name", ""), None)
 
     def format_options(self, ctx: Any, formatter: Any) -> None:
         arguments: list[tuple[str, str]] = []
