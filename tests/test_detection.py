@@ -103,3 +103,32 @@ def test_dense_sigmoid_head_without_background():
     ref = OnnxModel.from_proto(detection_head()).run({"images": preprocess(natural_image(64, 64, seed=1))})
     [head] = find_heads(ref)
     assert (head.scores, head.boxes, head.class_axis, head.background, head.box_axis) == ("scores", "boxes", 1, None, 1)
+
+
+def _dump(name: str, value: np.ndarray, op: str) -> Dump:
+    return Dump({name: Tensor.from_array(name, value.astype(np.float32), op_type=op, order=1)},
+                source="test", format="npy-dir", graph_outputs=[name])
+
+
+def test_yolo_rows_objectness_times_class():
+    rng = np.random.default_rng(0)
+    rows = np.zeros((1, 300, 7))
+    rows[0, :, :2] = rng.uniform(0, 320, (300, 2))
+    rows[0, :, 2:4] = rng.uniform(10, 60, (300, 2))
+    rows[0, :, 4] = rng.uniform(0, 0.3, 300)
+    rows[0, :5, 4] = 0.95  # five confident objects
+    rows[0, :, 5:] = rng.dirichlet([1, 1], 300)
+    rows[0, :5, 5:] = [0.9, 0.1]
+    [head] = find_heads(_dump("output", rows, "Concat"))
+    assert (head.kind, head.classes) == ("yolo", 2)
+    dead = rows.copy()
+    dead[0, :, 4] *= 0.2  # objectness collapsed
+    report = netdiff.compare(_dump("output", rows, "Concat"), _dump("output", dead, "Concat"))
+    finding = next(f for f in report.findings if f.kind == "detection_scores_collapsed")
+    assert finding.evidence["reference_kept"] == 5 and finding.evidence["target_kept"] == 0
+
+
+def test_a_score_map_without_box_tensor_is_no_head():
+    probs = np.random.default_rng(0).dirichlet(np.ones(21), (1, 64 * 64)).reshape(1, 64, 64, 21).transpose(0, 3, 1, 2)
+    assert find_heads(_dump("seg", probs, "Softmax")) == []  # segmentation: classes per pixel, no boxes
+    assert find_heads(_dump("prob", probs[:, :, :1, :1], "Softmax")) == []  # one position: a classifier
