@@ -40,12 +40,18 @@ def inflate_budget(info: zipfile.ZipInfo) -> int | None:
     return max(base, MAX_RATIO * info.compress_size)
 
 
-def check_budget(info: zipfile.ZipInfo, where: str) -> None:
-    """Refuse a member whose declared inflated size is above its budget (before inflating it).
+def check_budget(info: zipfile.ZipInfo, where: str, archive_size: int | None = None) -> None:
+    """Refuse a member whose declared inflated size is above its budget (before inflating it), or
+    whose stored bytes cannot be in the archive.
 
     Raises:
-        DumpFormatError: The member would inflate beyond the budget.
+        DumpFormatError: The member would inflate beyond the budget, or its sizes lie.
     """
+    if archive_size is not None and info.header_offset + info.compress_size > archive_size:
+        raise DumpFormatError(f"{where}: declares {info.compress_size:,} stored bytes, beyond the end of the "
+                              f"{archive_size:,}-byte archive")
+    if info.compress_type == zipfile.ZIP_STORED and info.compress_size < info.file_size:
+        raise DumpFormatError(f"{where}: declares {info.file_size:,} bytes but stores {info.compress_size:,}")
     budget = inflate_budget(info)
     if budget is not None and info.file_size > budget:
         raise DumpFormatError(
@@ -67,19 +73,33 @@ class Member:
 
 def members(archive: zipfile.ZipFile, where: str) -> Iterator[Member]:
     """Each ``.npy`` member with its header (read from the first bytes only) or why it is unreadable."""
+    size = archive_size(archive)
     for info in archive.infolist():
         if not info.filename.endswith(".npy"):
             continue
         name = info.filename[:-4]
         label = f"{where}: member {name!r}"
         try:
-            check_budget(info, label)
+            check_budget(info, label, size)
             with archive.open(info) as handle:
                 shape, dtype = _header(handle, label, info.file_size)
         except DumpFormatError as e:
             yield Member(name, info, None, None, str(e))
             continue
         yield Member(name, info, shape, dtype)
+
+
+def archive_size(archive: zipfile.ZipFile) -> int | None:
+    """Bytes of the archive's file or buffer (None when unknown)."""
+    fp = archive.fp
+    try:
+        return os.fstat(fp.fileno()).st_size
+    except (AttributeError, OSError, ValueError):
+        pass
+    try:
+        return len(fp.getbuffer())
+    except (AttributeError, ValueError, TypeError):
+        return None
 
 
 def _header(handle: IO[bytes], where: str, size: int) -> tuple[tuple[int, ...], np.dtype]:
@@ -94,7 +114,7 @@ def _header(handle: IO[bytes], where: str, size: int) -> tuple[tuple[int, ...], 
 
 def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> np.ndarray:
     """Inflate one member (budget checked first), never unpickling."""
-    check_budget(info, where)
+    check_budget(info, where, archive_size(archive))
     try:
         with archive.open(info) as handle:
             return read_npy_stream(handle, where, info.file_size)

@@ -179,9 +179,15 @@ def _check_mapping(mapping: dict[str, str], reference: Dump, target: Dump) -> No
     bad_t = [t for t in mapping if t not in target]
     bad_r = [r for r in mapping.values() if r not in reference]
     if bad_t:
-        raise AlignmentError(f"mapping names target tensor(s) not in the target: {', '.join(bad_t[:5])}")
+        raise AlignmentError(f"mapping names target tensor(s) not in the target: {_names(bad_t)}")
     if bad_r:
-        raise AlignmentError(f"mapping names reference tensor(s) not in the reference: {', '.join(bad_r[:5])}")
+        raise AlignmentError(f"mapping names reference tensor(s) not in the reference: {_names(bad_r)}")
+
+
+def _names(names: list[str], count: int = 5, width: int = 80) -> str:
+    """A few names for a one-line message (each cut to ``width`` characters, control characters escaped)."""
+    shown = [repr(n[:width])[1:-1] + ("…" if len(n) > width else "") for n in names[:count]]
+    return ", ".join(shown) + (f" (+{len(names) - count} more)" if len(names) > count else "")
 
 
 def _pair(tensor: Tensor, index: _ReferenceIndex, mapping: dict[str, str], by_blob: bool,

@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     except NetdiffError as e:
         if DEBUG["enabled"]:
             raise
-        print(f"netdiff: error: {e}", file=sys.stderr)
+        # names from files may hold lone surrogates: printed escaped, never a UnicodeEncodeError
+        print(f"netdiff: error: {e}".encode("utf-8", "backslashreplace").decode("utf-8"), file=sys.stderr)
         return 2
     except SystemExit as e:
         return int(e.code or 0) if isinstance(e.code, int) else 2

@@ -20,6 +20,7 @@ _NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _LITERALS = ((b"true", True), (b"false", False), (b"null", None), (b"NaN", float("nan")),
              (b"Infinity", float("inf")), (b"-Infinity", float("-inf")))
 _MAX_DEPTH = 200
+_MAX_NUMBER = 400  # characters: dims, counts and runtimes are far shorter; int() refuses 4,300 digits
 
 
 class JsonScanError(ValueError):
@@ -121,6 +122,8 @@ class _Parser:
         match = _NUMBER.match(self.data, pos)
         if match and match.end() > pos:
             text = match.group().decode("ascii")
+            if len(text) > _MAX_NUMBER:
+                raise JsonScanError(f"a number of {len(text):,} characters (at most {_MAX_NUMBER} accepted)", pos)
             number = float(text) if any(c in text for c in ".eE") else int(text)
             return number, match.end()
         raise JsonScanError(f"unexpected character {char!r}", pos)

@@ -275,7 +275,7 @@ def _first_npz_array(data: bytes, where: str) -> np.ndarray:
             members = [i for i in archive.infolist() if i.filename.endswith(".npy")]
             if not members:
                 raise DumpFormatError(f"{where}: empty .npz payload")
-            check_budget(members[0], where)
+            check_budget(members[0], where, len(data))
             with archive.open(members[0]) as handle:  # header checked against the member size first
                 head = handle.read(min(members[0].file_size, 100_000 + 12))
             shape, dtype, _, offset = _npy_header(head, where)
