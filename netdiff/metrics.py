@@ -15,7 +15,7 @@ Formulas (x = target, r = reference, over pairs where both are finite; docs/metr
 Each tensor is streamed twice (the fused statistics, then KL, which needs the ranges), so no
 full-size temporary is made.
 
-Two implementations give the same numbers (tests/speed checks them against each other):
+Two implementations, which agree to the tolerances docs/metrics.md states (tests/speed checks it):
 
 - the optional C kernel ``netdiff._fastmetrics`` (built by setup.py when a compiler is there): one
   call per tensor, without the GIL; Σr², Σx², Σrx, Σ(x − r)² exact-product float64 sums, the other
@@ -24,8 +24,6 @@ Two implementations give the same numbers (tests/speed checks them against each 
   returns per-channel sums that :mod:`netdiff.detail` reuses. ``BUILD_LEVEL`` names its -march level.
 - the numpy reference below (``NETDIFF_NO_FASTMETRICS=1`` forces it): cache-sized chunks, every
   element-wise step in float64, pairwise chunk sums accumulated in float64.
-
-docs/metrics.md states how closely the two agree.
 """
 
 from __future__ import annotations
