@@ -247,7 +247,8 @@ def layer_weights(model: Any) -> dict[str, tuple[np.ndarray, int]]:
 
 
 def noise_summary(layers: Iterable[LayerResult]) -> dict[str, Any]:
-    """Counts for the report header: layers within the expected noise, the worst ratio."""
+    """The report's noise facts: how many layers are noisy, and the layer whose rel_l2 is the largest
+    multiple of its expected noise (``worst_noise_ratio``, ``worst_noise_layer``)."""
     ratios = [(x.metrics.rel_l2 / x.expected_rel_l2, x.name) for x in layers
               if x.metrics is not None and x.expected_rel_l2 and math.isfinite(x.metrics.rel_l2)]
     worst = max(ratios, default=None)

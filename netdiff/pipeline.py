@@ -186,8 +186,10 @@ def finish_report(report: Report, ref_side: Side, tgt_side: Side, alignment: Ali
 
     compare_detections(report, ref_side.dump, tgt_side.dump, score_threshold=score_threshold)
     if known is not None:
+        from netdiff.noise import noise_summary
+
         apply_expected_noise(report.layers, report.thresholds)
-        report.meta["precision"] = known.describe()
+        report.meta["precision"] = {**known.describe(), **noise_summary(report.layers)}
     report.origins = find_origins(report.layers)
     report.first_divergence = report.origins[0] if report.origins else None
     report.meta.setdefault("target_only", alignment.target_only)

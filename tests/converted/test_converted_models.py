@@ -130,5 +130,5 @@ def test_nchwc_blocked_tensors_are_unpacked(converted):
 
 def test_fp16_models_carry_their_precision(converted):
     report = run("rnet", converted("rnet", "fp16"))
-    assert report.meta["precision"] == {"kind": "fp16", "source": "model"}
+    assert (report.meta["precision"]["kind"], report.meta["precision"]["source"]) == ("fp16", "model")
     assert all(x.expected_rel_l2 is not None for x in report.layers if x.metrics is not None and x.op_type != "Input")

@@ -102,8 +102,10 @@ def test_cli_precision_option(tmp_path, capsys):
                  "--noise-factor", "3", "--json", str(tmp_path / "r.json")])
     assert code == 0
     data = json.loads((tmp_path / "r.json").read_text())
-    assert data["meta"]["precision"] == {"kind": "int8", "source": "hint", "activation_bits": 8, "weight_bits": 8,
-                                         "per_channel": False}
+    precision = data["meta"]["precision"]
+    assert {k: v for k, v in precision.items() if not k.startswith(("noisy", "worst"))} == {
+        "kind": "int8", "source": "hint", "activation_bits": 8, "weight_bits": 8, "per_channel": False}
+    assert precision["noisy"] == 0 and precision["worst_noise_ratio"] == 0.0  # the model against itself
     assert data["thresholds"]["noise_factor"] == 3.0
 
 
@@ -126,6 +128,8 @@ def test_fp16_hint_on_a_device_dump(tmp_path):
     x = face_crop(5)
     target = simulate(RNET, "fp16", {"input_2": x}).target
     report = netdiff.compare(RNET, target, {"input_2": x}, precision="fp16")
-    assert report.meta["precision"] == {"kind": "fp16", "source": "hint"}
+    assert {k: report.meta["precision"][k] for k in ("kind", "source", "noisy")} == {
+        "kind": "fp16", "source": "hint", "noisy": 0}
+    assert 0 < report.meta["precision"]["worst_noise_ratio"] < 4
     conv = report.layer("convolution_output2")
     assert 1e-5 < conv.expected_rel_l2 < 1e-2 and conv.status == "ok"
