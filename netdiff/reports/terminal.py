@@ -214,12 +214,18 @@ class ReportView:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         r = self.report
-        yield Text.assemble(("reference ", "bold"), _describe(r.reference), ("\ntarget    ", "bold"), _describe(r.target))
+        header = Table.grid(padding=(0, 1))  # wrapped values stay indented under their value
+        header.add_column(no_wrap=True)
+        header.add_column(overflow="fold")
+        header.add_row(Text("reference", style="bold"), Text(_describe(r.reference)))
+        header.add_row(Text("target", style="bold"), Text(_describe(r.target)))
         if r.inputs:
-            yield Text("inputs    " + ", ".join(f"{k}={v}" for k, v in r.inputs.items()), style="dim")
+            header.add_row(Text("inputs", style="dim"),
+                           Text(", ".join(f"{k}={v}" for k, v in r.inputs.items()), style="dim"))
         extra = {k: v for k, v in r.meta.items() if k.startswith("target.") and v not in (None, "", [], {}, ())}
         if extra:
-            yield Text("          " + ", ".join(f"{k[7:]}={_meta_value(v)}" for k, v in extra.items()), style="dim")
+            header.add_row("", Text(", ".join(f"{k[7:]}={_meta_value(v)}" for k, v in extra.items()), style="dim"))
+        yield header
         indices = None if self.show_all else select_layers(r)
         yield Group(LayerTable(r, indices))
         yield FindingsPanel(r)
