@@ -365,8 +365,12 @@ def summary_line(entry: Mapping[str, Any]) -> str:
     if entry.get("min_iou") is not None:
         text += f"; min IoU {_g(entry['min_iou'])}"
     if entry.get("reference_max") is not None and entry.get("target_max") is not None:
-        text += f"; best score {_g(entry['reference_max'])} vs {_g(entry['target_max'])}"
+        text += f"; best score {_score(entry['reference_max'])} vs {_score(entry['target_max'])}"
     return text
+
+
+def _score(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) and abs(value) < 10 else _g(value)
 
 
 def _g(value: Any) -> str:

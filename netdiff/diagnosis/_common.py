@@ -112,7 +112,11 @@ def name_constant(k: float, rtol: float = 0.02) -> str | None:
 def describe_factor(k: float) -> str:
     """A fitted factor for a message: its name with the fitted value ("1/256 (fitted 0.00390625)"), or the value."""
     label = name_constant(k)
-    return f"{label} (fitted {k:.6g})" if label else f"{k:.6g}"
+    if not label:
+        return f"{k:.6g}"
+    if label.endswith(")"):  # "4096 (Q12)" -> "4096 (Q12, fitted 4096.2)"
+        return f"{label[:-1]}, fitted {k:.6g})"
+    return f"{label} (fitted {k:.6g})"
 
 
 def channel_axis(shape: tuple[int, ...], layout: str | None = None) -> int | None:

@@ -31,3 +31,7 @@ def test_input_scale_names_256_and_255_apart(cnn_path, cnn_input_path, factor, l
     report = netdiff.compare(model, target, {"input": x})
     finding = next(f for f in report.findings if f.kind == "input_scale")
     assert f"{label} (fitted " in finding.message and finding.evidence["factor_named"] == label
+
+
+def test_a_label_with_a_note_keeps_one_parenthesis():
+    assert describe_factor(4096.0) == "4096 (Q12, fitted 4096)"
