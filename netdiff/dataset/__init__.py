@@ -113,6 +113,10 @@ def run_dataset(model: Any, kind: str, samples: Any, *, calibration: Any = None,
     if calibration is None:
         raise InputError("netdiff run with a samples directory needs --calib: the target is calibrated once, "
                          "on calibration samples kept apart from the evaluation samples")
+    if isinstance(calibration, (str, Path)) and isinstance(samples, (str, Path)) \
+            and Path(calibration).resolve() == Path(samples).resolve():
+        raise InputError(f"{samples}: the calibration samples (--calib) are the evaluation samples (--input); "
+                         "calibrate on other samples, or the comparison cannot show calibration faults")
     items = load_samples(samples)
     sim = prepare_simulation(model, kind, calibration=calibration, preprocess=preprocess,
                              calibration_limit=calibration_limit, options=options, model_options=model_options)

@@ -333,7 +333,7 @@ def measure(plan: Plan, ref: Mapping[str, np.ndarray], tgt: Mapping[str, np.ndar
             stats: dict[str, tuple[float, float]] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Cosine, rel_l2 and status of every planned pair of one sample (and into ``stats``, the
     reference's (rms, max - min) of the pairs the kernel measured, for the noise model)."""
-    from netdiff.metrics import _KINDS, EPS, _fast, cosine_from_sums
+    from netdiff.metrics import EPS, _fast, cosine_from_sums
 
     n = len(plan.names)
     cosine, rel = np.full(n, np.nan), np.full(n, np.nan)
@@ -353,13 +353,12 @@ def measure(plan: Plan, ref: Mapping[str, np.ndarray], tgt: Mapping[str, np.ndar
             continue
         if t.size != r.size or r.size == 0 or r.dtype.kind not in "fiub" or t.dtype.kind not in "fiub":
             continue
-        kr, kt = _KINDS.get(r.dtype.name), _KINDS.get(t.dtype.name)
-        if _fast is not None and kr is not None and kt is not None and r.flags.c_contiguous and t.flags.c_contiguous \
-                and r.dtype.isnative and t.dtype.isnative:
+        kr, kt = _kind(r.dtype), _kind(t.dtype)
+        if _fast is not None and kr is not None and kt is not None and r.flags.c_contiguous and t.flags.c_contiguous:
             d = _fast.stats(r.reshape(-1), t.reshape(-1), kr, kt, EPS, None, 0, 0, 0)  # the metrics' C kernel
             side = d["ref"]
             bad = side[1] + side[2] + d["tgt"][1] + d["tgt"][2]
-            if stats is not None and r.dtype.kind == "f" and side[0]:
+            if stats is not None and kr is not None and side[0]:
                 stats[name] = (math.sqrt(side[4] / side[0]), side[6] - side[5])
             if not bad and d["rr"] > 0 and d["xx"] > 0:
                 c = min(cosine_from_sums(d["rr"], d["xx"], d["dd"], d["rx"]), 1.0)
@@ -375,6 +374,18 @@ def measure(plan: Plan, ref: Mapping[str, np.ndarray], tgt: Mapping[str, np.ndar
     if idx:
         _measure_numpy(rs, ts, idx, th, cosine, rel, status)
     return cosine, rel, status
+
+
+_KIND_OF: dict[Any, int] = {}
+
+
+def _kind(dtype: Any) -> int | None:
+    """The metrics kernel's code of a dtype (``dtype.name`` is slow in numpy 2: looked up once)."""
+    if dtype not in _KIND_OF:
+        from netdiff.metrics import _KINDS
+
+        _KIND_OF[dtype] = _KINDS.get(dtype.name) if dtype.isnative else None
+    return _KIND_OF[dtype]
 
 
 def _measure_numpy(rs: list[np.ndarray], ts: list[np.ndarray], idx: list[int], th: Thresholds, cosine: np.ndarray,

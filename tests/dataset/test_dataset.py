@@ -164,6 +164,8 @@ def test_run_without_calibration_is_refused(data, capsys):
     root, qdq, samples, _ = data
     assert main(["run", str(RNET), "--target", "int8", "--input", str(samples)]) == 2
     assert "--calib" in capsys.readouterr().err
+    assert main(["run", str(RNET), "--target", "int8", "--input", str(samples), "--calib", str(samples)]) == 2
+    assert "are the evaluation samples" in capsys.readouterr().err
 
 
 def test_usage_errors(data, capsys):
