@@ -269,10 +269,11 @@ def quantization_params(model: Any) -> dict[str, tuple[float, int]]:
                     slots.append((x, i + 1))
             if op != "DequantizeLinear" and op != "QuantizeLinear":
                 # the output's own scale / zero point: the last float/int pair of a QLinear op's inputs
-                pairs = [i for i in range(1, len(ins) - 1) if ins[i] in inits and inits[ins[i]].data_type == 1
+                # (QLinearConcat puts it first: Y_scale, Y_zero_point, then one triple per input)
+                pairs = [i for i in range(len(ins) - 1) if ins[i] in inits and inits[ins[i]].data_type == 1
                          and ins[i + 1] in inits and inits[ins[i + 1]].data_type in (2, 3)]
                 if pairs and node.output:
-                    slots.append((node.output[0], pairs[-1]))
+                    slots.append((node.output[0], pairs[0] if op == "QLinearConcat" else pairs[-1]))
         for tensor, at in slots:
             scale = value(ins[at]) if at < len(ins) else None
             zero = value(ins[at + 1]) if at + 1 < len(ins) and ins[at + 1] else np.zeros((), np.int64)

@@ -140,3 +140,55 @@ BUILDERS: dict[str, Callable[[dict, Path, Path], None]] = {
 def converted(tmp_path_factory) -> Converted:
     """``converted(model_name, converter_kind)`` -> path of the converted model (built once)."""
     return Converted(tmp_path_factory.mktemp("converted"))
+
+
+def residual_net(path: Path) -> Path:
+    """A small residual CNN (Conv+Relu, a skip Add, a Concat of two branches, Gemm head), so the
+    quantizer writes QLinearAdd and QLinearConcat (whose output scale comes first in its inputs)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+
+    def weight(name: str, *shape: int):
+        return numpy_helper.from_array((rng.standard_normal(shape) * (2 / np.prod(shape[1:])) ** 0.5)
+                                       .astype(np.float32), name)
+
+    def bias(name: str, n: int):
+        return numpy_helper.from_array((0.1 * rng.standard_normal(n)).astype(np.float32), name)
+
+    inits = [weight("c1.w", 8, 3, 3, 3), bias("c1.b", 8), weight("c2.w", 8, 8, 3, 3), bias("c2.b", 8),
+             weight("c3.w", 8, 8, 3, 3), bias("c3.b", 8), weight("c4.w", 8, 16, 1, 1), bias("c4.b", 8),
+             weight("fc.w", 10, 8), bias("fc.b", 10)]
+    pads = {"pads": [1, 1, 1, 1]}
+    nodes = [helper.make_node("Conv", ["x", "c1.w", "c1.b"], ["c1"], name="conv1", **pads),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "c2.w", "c2.b"], ["c2"], name="conv2", **pads),
+             helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+             helper.make_node("Conv", ["r2", "c3.w", "c3.b"], ["c3"], name="conv3", **pads),
+             helper.make_node("Add", ["c3", "r1"], ["res"], name="add"),
+             helper.make_node("Relu", ["res"], ["r3"], name="relu3"),
+             helper.make_node("Concat", ["r3", "r1"], ["cat"], name="concat", axis=1),
+             helper.make_node("Conv", ["cat", "c4.w", "c4.b"], ["c4"], name="conv4"),
+             helper.make_node("GlobalAveragePool", ["c4"], ["gap"], name="gap"),
+             helper.make_node("Flatten", ["gap"], ["flat"], name="flatten"),
+             helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["logits"], name="fc", transB=1)]
+    graph = helper.make_graph(nodes, "residual", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def residual(tmp_path_factory) -> dict:
+    """The residual net and its onnxruntime QOperator (per channel) quantization."""
+    root = tmp_path_factory.mktemp("residual")
+    rng = np.random.default_rng(1)
+    spec = {"path": residual_net(root / "residual.onnx"), "input": "x",
+            "samples": lambda: [rng.standard_normal((1, 3, 16, 16)).astype(np.float32) for _ in range(6)],
+            "test": lambda: np.random.default_rng(2).standard_normal((1, 3, 16, 16)).astype(np.float32)}
+    out = root / "residual.qoperator.onnx"
+    with quiet():
+        _quantize(spec, out, root, fmt="qop", per_channel=True)
+    return {**spec, "target": out}

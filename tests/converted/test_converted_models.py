@@ -132,3 +132,13 @@ def test_fp16_models_carry_their_precision(converted):
     report = run("rnet", converted("rnet", "fp16"))
     assert (report.meta["precision"]["kind"], report.meta["precision"]["source"]) == ("fp16", "model")
     assert all(x.expected_rel_l2 is not None for x in report.layers if x.metrics is not None and x.op_type != "Input")
+
+
+def test_qoperator_add_and_concat_use_their_own_output_scales(residual):
+    ops = {n.op_type for n in onnx.load(residual["target"]).graph.node}
+    assert {"QLinearAdd", "QLinearConcat"} <= ops
+    report = netdiff.compare(residual["path"], residual["target"], {"x": residual["test"]()})
+    assert report.first_divergence is None and not report.failed
+    assert not [f for f in report.findings if f.severity == "error"], [f.message for f in report.findings]
+    for name in ("res", "cat"):
+        assert report.layer(name).status == "ok"
