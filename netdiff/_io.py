@@ -344,11 +344,21 @@ def check_npy_shape(where: str | os.PathLike[str], shape: tuple, dtype: np.dtype
 _SPECIAL_ROOTS = ("/proc", "/sys", "/dev")
 
 
-def check_output_files(paths: dict[str, str | os.PathLike[str] | None]) -> None:
-    """:func:`check_output_file` for each ``{flag: path}`` given, and no two naming the same file."""
+def check_output_files(paths: dict[str, str | os.PathLike[str] | None],
+                       inputs: tuple[str | os.PathLike[str] | None, ...] = ()) -> None:
+    """:func:`check_output_file` for each ``{flag: path}`` given, no two naming the same file, and
+    none naming one of the ``inputs`` (inputs are never overwritten)."""
     for flag, path in paths.items():
         check_output_file(path, flag)
     check_distinct_outputs(paths)
+    sources = {os.path.realpath(p) for p in inputs if p is not None and str(p)}
+    folders = tuple(s + os.sep for s in sources if os.path.isdir(s))
+    for flag, path in paths.items():
+        if path is None:
+            continue
+        real = os.path.realpath(path)
+        if real in sources or (os.path.exists(real) and real.startswith(folders)):
+            raise OutputError(f"{flag} {path}: is one of the input files (it would be overwritten)")
 
 
 def check_output_file(path: str | os.PathLike[str] | None, flag: str = "output", force: bool | None = None) -> None:

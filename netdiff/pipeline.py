@@ -104,12 +104,12 @@ def compare(reference: Any, target: Any, inputs: InputsLike = None, *,
         from netdiff.errors import InputError
 
         raise InputError(f"naming must be blob or layer, not {naming!r}")
+    if isinstance(mapping, (str, Path)):  # read (and checked) before any model runs
+        mapping = load_mapping(mapping)
     ref_source = open_source(reference, reference_format, reference_options)
     tgt_source = open_source(target, target_format, target_options)
     ref_side = _open_side(ref_source, inputs, seed, progress, None)
     tgt_side = _open_side(tgt_source, inputs, seed, progress, ref_side.feeds)
-    if isinstance(mapping, (str, Path)):
-        mapping = load_mapping(mapping)
     if not mapping:
         adapt_converted(ref_side, tgt_side)
     for name, side in (("reference", ref_side), ("target", tgt_side)):

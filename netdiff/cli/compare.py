@@ -68,7 +68,8 @@ def compare_command(
     from netdiff.noise import precision_hint
 
     check_output_files({"--json": json_path, "--csv": csv_path, "--html": html_path,
-                        "--model-explorer": model_explorer_path})
+                        "--model-explorer": model_explorer_path},
+                       inputs=(reference, target, mapping, fusion_map, *(v.rpartition("=")[2] for v in input or [])))
     target_options = parse_options(target_option, "--option")
     known = precision_hint(precision) if precision is not None else None
     if fusion_map is not None:

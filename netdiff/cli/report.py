@@ -26,7 +26,7 @@ def report_command(
 
     from netdiff._io import check_output_files
 
-    check_output_files({"--html": html_path, "--model-explorer": model_explorer_path})
+    check_output_files({"--html": html_path, "--model-explorer": model_explorer_path}, inputs=(report_json,))
     report = load_report(report_json)
     if html_path is not None:
         write_html(report, html_path)

@@ -328,6 +328,8 @@ def test_bad_output_paths_exit_2_before_any_work(tmp_path, capsys):
     code, err = run_case(["compare", str(ref), str(ref), "--json", str(tmp_path / "r"), "--html", str(tmp_path / "r")],
                          capsys)
     assert code == 2 and "same file" in err
+    code, err = run_case(["compare", str(ref), str(ref), "--json", str(ref / "manifest.json")], capsys)
+    assert code == 2 and "is one of the input files" in err
     for bad in ["", "/proc/netdiff", "/sys/netdiff", str(ref / "manifest.json"), str(tmp_path / "full")]:
         for argv in (["dump", str(model), "--out", bad], ["simulate", str(model), "--target", "int8", "--out", bad],
                      ["convert", str(ref), "--out", bad]):
