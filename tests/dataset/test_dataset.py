@@ -237,3 +237,14 @@ def test_streamed_first_divergence_and_noise_match_the_full_comparison_of_each_s
     assert noisy > 0
     assert all(x.extra["samples"]["diverged"] + x.extra["samples"]["noisy"] <= len(files)
                for x in report.layers if "samples" in x.extra)
+
+
+def test_dask_engine_without_the_extra_says_how_to_install(data, monkeypatch, capsys):
+    import sys
+
+    root, qdq, samples, _ = data
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
+    assert main(["compare", str(RNET), str(qdq), "--input", str(samples), "--engine", "dask",
+                 "--address", "tcp://127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'netdiff[dask]'" in err and "Traceback" not in err
