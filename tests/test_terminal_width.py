@@ -77,6 +77,70 @@ def _render(renderable, width: int) -> str:
     return console.file.getvalue()
 
 
+SEP = re.compile(r"[/_.]")
+
+
+def _name_cells(text: str, header: str, table: int = 0) -> dict[int, str]:
+    """Row number -> the name column's text in the ``table``-th table, continuation lines joined
+    (marks and aliases dropped)."""
+    lines = text.splitlines()
+    top = [i for i, line in enumerate(lines) if line.lstrip().startswith("#  ")][table]
+    start = lines[top].index(header)
+    cells: dict[int, list[str]] = {}
+    row = None
+    for line in lines[top + 1:]:
+        number = re.match(r"\s*(\d+) ", line)
+        cell = line[start:].strip()
+        if number:
+            row = int(number.group(1))
+            cells[row] = [cell.removeprefix("▶ ").removeprefix("◆ ").split("  ")[0]]
+        elif row is not None and cell and not line[:start].strip():
+            cells[row].append(cell.split("  ")[0])
+        else:
+            break
+    return {r: "".join(parts) for r, parts in cells.items()}
+
+
+def _elision(shown: str, name: str) -> re.Match:
+    pattern = "(.+)".join(re.escape(p) for p in shown.split("…"))
+    match = re.fullmatch(pattern, name, re.DOTALL)
+    assert match, f"{shown!r} is not {name!r} with parts left out"
+    return match
+
+
+def _check_names(text: str, header: str, names: dict[int, str], table: int = 0) -> None:
+    """Every shown name is its full name with whole units left out: tokens (split on / _ .) whole,
+    path segments of <= 12 characters whole or left out whole, and no shown name also reads as another."""
+    prefix = re.search(r"without their common prefix (\S+)\)", text)
+    strip = (lambda n: n[len(prefix.group(1)):] if n.startswith(prefix.group(1)) else n) if prefix else (lambda n: n)
+    shown = _name_cells(text, header, table)
+    assert set(shown) == set(names), (sorted(set(names) - set(shown)), text)
+    full = {r: strip(n) for r, n in names.items()}
+    for r, s in shown.items():
+        name = full[r]
+        match = _elision(s, name)
+        tokens = set(SEP.split(name))
+        for piece in SEP.split(s):
+            assert piece in tokens or piece == "…", f"{s!r} cuts a token of {name!r} ({piece!r}):\n{text}"
+        for g in range(1, (match.lastindex or 0) + 1):
+            a, b = match.span(g)
+            assert (a == 0 or name[a - 1] in "/_." or name[a] in "/_.") and (b == len(name) or name[b] in "/_."
+                                                                            or name[b - 1] in "/_."), (s, name)
+            pos = 0
+            for segment in name.split("/"):
+                lo, hi = pos, pos + len(segment)
+                pos = hi + 1
+                if len(segment) <= 12 and lo < b and a < hi:
+                    assert a <= lo and hi <= b, f"{s!r} breaks the segment {segment!r} of {name!r}:\n{text}"
+        others = [n for q, n in full.items() if n != name]
+        if "…" in s:
+            clash = [n for n in others if re.fullmatch("(.+)".join(re.escape(p) for p in s.split("…")), n, re.DOTALL)]
+            assert not clash, f"{s!r} reads as {name!r} and as {clash}:\n{text}"
+    distinct = {}
+    for r, s in shown.items():
+        assert distinct.setdefault(s, full[r]) == full[r], f"{s!r} stands for two names:\n{text}"
+
+
 def _check_table(text: str, names: list[str], statuses: set[str], width: int) -> None:
     assert max(len(line) for line in text.splitlines()) <= width
     lines = text.splitlines()
@@ -86,17 +150,6 @@ def _check_table(text: str, names: list[str], statuses: set[str], width: int) ->
         assert status in tokens, (status, text)
     for status in STATUSES:
         assert not any(t != status and t.endswith("…") and status.startswith(t[:-1]) for t in tokens), text
-    segments = {seg for n in names for seg in n.split("/") if seg}
-    long_segments = [s for s in segments if len(s) > 12]
-    for token in (t.strip("▶◆←") for t in tokens if "/" in t):
-        for piece in token.split("/"):
-            if not piece or piece == "…" or piece in segments:
-                continue
-            if "…" in piece:  # cut inside a segment: only allowed for one longer than 12
-                head, _, tail = piece.partition("…")
-                assert any(s.startswith(head) and s.endswith(tail) for s in long_segments), (piece, text)
-            else:
-                raise AssertionError(f"name broken inside the segment {piece!r}:\n{text}")
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -111,6 +164,7 @@ def test_compare_table_fits(deep, width):
     assert {"ok", "diverged", "missing_in_target", "missing_in_reference"} <= statuses
     table = text.split("╭")[0]
     _check_table(table, [x.name for x in report.layers], statuses, width)
+    _check_names(table, "layer", {x.order if x.order is not None else i: x.name for i, x in enumerate(report.layers)})
     assert "excluded=," not in text and "None" not in text
     assert len([line for line in table.splitlines() if re.match(r"\s*\d+ ", line)]) == len(report.layers)
 
@@ -127,7 +181,9 @@ def test_inspect_table_fits(deep, width, monkeypatch, capsys):
 
     rows = [line for line in text.splitlines() if re.match(r"\s*\d+  ", line)]
 
-    _check_table(text, OnnxModel(model).run({"input": np.load(x)}).names, set(), width)
+    names = OnnxModel(model).run({"input": np.load(x)}).names
+    _check_table(text, names, set(), width)
+    _check_names(text, "tensor", dict(enumerate(names)))
     assert len(rows) == 18 and all("float32" in row.split() for row in rows)
 
 
@@ -140,4 +196,77 @@ def test_sensitivity_table_fits(deep, width):
     result = analyze_sensitivity(model, str(x), kind="int8", max_exclude=2)
     text = _render(SensitivityView(result, top=10), width)
     _check_table(text.split("╭")[0], [s.node for s in result.layers], set(), width)
+    tables = text.split("╭")[0]
+    _check_names(tables, "node", {i: s.node for i, s in enumerate(result.layers[:10], 1)})
+    _check_names(tables, "node", {i: s.node for i, s in enumerate(result.by_recovery()[:10], 1)}, table=1)
     assert "alone cos" in text and "nodes_to_exclude" in text
+
+
+@pytest.fixture(scope="module")
+def qdq(tmp_path_factory):
+    """small_cnn quantized by onnxruntime (QDQ, per tensor) and dumped by netdiff: names such as
+    /features/relu1/Relu_output_0_QuantizeLinear_Output that differ only in a short segment or a token."""
+    from pathlib import Path
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    from netdiff.cli import main
+
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    samples = [np.load(p) for p in sorted((fixtures / "sim_calib").glob("*.npy"))]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(samples)
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {"input": x}
+
+    root = tmp_path_factory.mktemp("qdq")
+    model = root / "small_cnn.qdq.onnx"
+    quantize_static(str(fixtures / "small_cnn.onnx"), str(model), Reader(), quant_format=QuantFormat.QDQ)
+    x = fixtures / "small_cnn_input.npy"
+    assert main(["dump", str(model), "-i", str(x), "--out", str(root / "dump")]) == 0
+    return fixtures / "small_cnn.onnx", x, root / "dump"
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_qdq_dump_names_stay_distinct(qdq, width, monkeypatch, capsys):
+    """The audit's case: Q and DQ tensors of relu1 and relu2 must not all read Relu_outp…antizeLinear_Output."""
+    import json
+
+    import netdiff
+    from netdiff.cli import main
+    from netdiff.reports.terminal import ReportView
+
+    model, x, dump = qdq
+    names = [t["name"] for t in json.loads((dump / "manifest.json").read_text())["tensors"]]
+    assert any(n.endswith("relu1/Relu_output_0_QuantizeLinear_Output") for n in names)
+    capsys.readouterr()
+    monkeypatch.setenv("COLUMNS", str(width))
+    assert main(["inspect", str(dump)]) == 0
+    text = capsys.readouterr().out
+    _check_table(text, names, set(), width)
+    _check_names(text, "tensor", dict(enumerate(names)))
+
+    report = netdiff.compare(model, dump, x)
+    table = _render(ReportView(report, show_all=True), width).split("╭")[0]
+    _check_table(table, [x.name for x in report.layers], {x.status for x in report.layers}, width)
+    _check_names(table, "layer", {x.order if x.order is not None else i: x.name for i, x in enumerate(report.layers)})
+
+
+def test_shorten_column_never_ambiguous():
+    """Column-wide shortening on names that differ in one short segment or one token."""
+    from netdiff.reports.names import shorten_column
+
+    names = [f"/features/relu{k}/Relu_output_0{q}" for k in (1, 2) for q in ("", "_QuantizeLinear_Output",
+                                                                           "_DequantizeLinear_Output")]
+    names += [f"/features/conv{k}.weight_DequantizeLinear_Output" for k in (1, 2)]
+    for width in (16, 20, 24, 30):
+        lines = shorten_column(names, [width] * len(names))
+        shown = ["".join(x.strip() for x in ls) for ls in lines]
+        assert len(set(shown)) == len(names), shown
+        assert all(len(line) <= width for ls in lines for line in ls)
+        for s, name in zip(shown, names):
+            _elision(s, name)

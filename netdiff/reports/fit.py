@@ -1,23 +1,23 @@
 """Tables that fit the terminal: low-value columns go first, then names are shortened, never broken.
 
-A name is shortened by whole path segments in the middle (``/backbone/…/conv1/Conv_output_0``) after
-a prefix most names share has been moved to the table's title; segments most names hold go first,
-the last segment always stays. Only a single segment wider than the column is cut inside (keeping
-both ends). Every cell is one line; columns without a drop priority (status, the metrics a verdict
-rests on) are always shown whole.
+After a prefix most names share has been moved to the table's title, names lose whole units (path
+segments, or ``_``/``.`` tokens of a long segment), those most names hold first; names that would then
+read alike keep what tells them apart or wrap onto a second line (see netdiff.reports.names).
+Columns without a drop priority (status, the metrics a verdict rests on) are always shown whole.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
+
+from netdiff.reports.names import shorten, shorten_column
 
 #: Narrowest the name column gets before columns stop being dropped for it.
 MIN_NAME_WIDTH = 24
@@ -36,6 +36,7 @@ class NameCell:
     style: str = ""
     alias: str = ""
     note: str = ""
+    plain: bool = False  # prose (a "… n not shown" row): cut at the end, not part of the names
 
 
 @dataclass
@@ -51,48 +52,6 @@ class Column:
     style: str = ""
     drop: int | None = None
     names: bool = False
-
-
-def shorten(name: str, width: int, counts: Mapping[str, int] | None = None) -> str:
-    """``name`` in at most ``width`` cells: middle segments elided, the most common in the column first
-    (``counts``: how many names of the column hold each segment; ties: leftmost first); the last
-    segment always stays. Only when it alone is too wide is it cut inside, keeping both ends."""
-    if cell_len(name) <= width:
-        return name
-    if width < 4:
-        return name[len(name) - max(width, 0):]
-    sep = "/" if "/" in name else "." if "." in name else ""
-    lead = sep if sep and name.startswith(sep) else ""
-    segments = name[len(lead):].split(sep) if sep else [name]
-    keep = [True] * len(segments)
-    counts = counts or {}
-    for i in sorted(range(len(segments) - 1), key=lambda i: (-counts.get(segments[i], 1), i)):
-        keep[i] = False
-        shown = _join(lead, sep, segments, keep)
-        if cell_len(shown) <= width:
-            return shown
-    last = segments[-1]
-    front = (width - 1) // 3
-    return last[:front] + "…" + last[len(last) - (width - 1 - front):]
-
-
-def _join(lead: str, sep: str, segments: list[str], keep: list[bool]) -> str:
-    out: list[str] = []
-    for segment, kept in zip(segments, keep):
-        if kept:
-            out.append(segment)
-        elif not out or out[-1] != "…":
-            out.append("…")
-    return lead + sep.join(out)
-
-
-def segment_counts(names: Sequence[str]) -> Counter:
-    """How many of ``names`` hold each ``/`` (or ``.``) segment."""
-    counts: Counter = Counter()
-    for name in names:
-        sep = "/" if "/" in name else "." if "." in name else ""
-        counts.update(set(name.split(sep)) if sep else {name})
-    return counts
 
 
 def common_prefix(names: Sequence[str]) -> str:
@@ -150,23 +109,66 @@ def fit_table(columns: list[Column], width: int, title: str | None = None) -> Ta
         shown.remove(col)
     prefix = ""
     name_width = None
-    counts: Counter = Counter()
     if name_col is not None and total(shown) > width:
         others = total([c for c in shown if c is not name_col]) + 2
         name_width = max(MIN_NAME_WIDTH, width - others)
-        prefix = common_prefix([c.name for c in name_col.cells if isinstance(c, NameCell)])
-        counts = segment_counts([c.name[len(prefix):] if prefix and c.name.startswith(prefix) else c.name
-                                 for c in name_col.cells if isinstance(c, NameCell)])
+        prefix = common_prefix([c.name for c in name_col.cells if isinstance(c, NameCell) and not c.plain])
     table = Table(show_header=True, header_style="bold", expand=False, pad_edge=False, box=None,
                   title=_title(title, prefix), title_justify="left", title_style="")
     for col in shown:
         w = name_width if col is name_col and name_width is not None else widths([col])[id(col)]
         table.add_column(col.header, justify=col.justify, style=col.style, no_wrap=True, min_width=w,
                          max_width=w, overflow="ellipsis")
+    names = _name_cells(name_col.cells, name_width, prefix) if name_col is not None else []
     rows = len(columns[0].cells) if columns else 0
     for i in range(rows):
-        table.add_row(*[_render(c.cells[i], name_width, prefix, counts) if c is name_col else c.cells[i] for c in shown])
+        table.add_row(*[names[i] if c is name_col else c.cells[i] for c in shown])
     return table
+
+
+def _name_cells(cells: list, width: int | None, prefix: str) -> list:
+    """The name column rendered: prefix dropped, aliases cut to fit, names shortened column-wide."""
+    index, names, rooms, aliases = [], [], [], {}
+    for i, cell in enumerate(cells):
+        if not isinstance(cell, NameCell) or cell.plain:
+            continue
+        name, alias = cell.name, cell.alias
+        if prefix and name.startswith(prefix):
+            name = name[len(prefix):]
+        room = 10**9
+        if width is not None:
+            room = width - cell_len(cell.mark)
+            if alias and cell_len(name) + cell_len(ARROW + alias) > room:
+                alias_room = min(cell_len(alias), room // 3)
+                alias = (shorten(alias, alias_room) or "") if alias_room >= 8 else ""
+            room -= cell_len(ARROW + alias) if alias else 0
+        index.append(i)
+        names.append(name)
+        rooms.append(room)
+        aliases[i] = alias
+    lines = dict(zip(index, shorten_column(names, rooms)))
+    out = []
+    for i, cell in enumerate(cells):
+        if not isinstance(cell, NameCell):
+            out.append(cell)
+            continue
+        if cell.plain:
+            text = Text(_clip(cell.mark + cell.name, width), style=cell.style)
+        else:
+            pad = "\n" + " " * cell_len(cell.mark)
+            text = Text(cell.mark + pad.join(lines[i]), style=cell.style)
+            if aliases[i]:
+                text.append(ARROW + aliases[i], style="dim")
+        if cell.note:
+            text.append("\n" + _clip(cell.note, width), style="dim")
+        out.append(text)
+    return out
+
+
+def _clip(text: str, width: int | None) -> str:
+    if width is None or cell_len(text) <= width:
+        return text
+    return text[: max(width - 1, 0)] + "…"
 
 
 def _title(title: str | None, prefix: str) -> str | None:
@@ -183,24 +185,3 @@ def _cell_width(cell) -> int:
     if isinstance(cell, Text):
         return max((cell_len(line) for line in cell.plain.splitlines()), default=0)
     return cell_len(str(cell))
-
-
-def _render(cell, width: int | None, prefix: str, counts: Mapping[str, int]) -> Text | str:
-    if not isinstance(cell, NameCell):
-        return cell
-    name, alias = cell.name, cell.alias
-    if prefix and name.startswith(prefix):
-        name = name[len(prefix):]
-    if width is not None:
-        room = width - cell_len(cell.mark)
-        if alias and cell_len(name) + cell_len(ARROW + alias) > room:
-            alias_room = min(cell_len(alias), room // 3)
-            alias = shorten(alias, alias_room) if alias_room >= 8 else ""
-        name = shorten(name, room - (cell_len(ARROW + alias) if alias else 0), counts)
-    text = Text(cell.mark + name, style=cell.style)
-    if alias:
-        text.append(ARROW + alias, style="dim")
-    if cell.note:
-        note = cell.note if width is None else shorten(cell.note, width)
-        text.append("\n" + note, style="dim")
-    return text

@@ -75,7 +75,7 @@ class LayerTable:
         gap = iter(b - a - 1 for a, b in zip(self.indices, self.indices[1:]) if b > a + 1)
         for i, layer, m, iso_cos in zip(rows, layers, metrics, iso):
             if layer is None:
-                cells: list = ["", NameCell(f"… {next(gap)} not shown (--all)", style="dim")] + [""] * (len(cols) - 2)
+                cells: list = ["", NameCell(f"… {next(gap)} not shown (--all)", style="dim", plain=True)] + [""] * (len(cols) - 2)
             else:
                 cells = [str(layer.order if layer.order is not None else i), self._name(layer), layer.op_type or "",
                          Text(layer.status, style=STATUS_STYLE.get(layer.status, ""))]
