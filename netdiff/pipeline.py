@@ -195,6 +195,8 @@ def finish_report(report: Report, ref_side: Side, tgt_side: Side, alignment: Ali
     report.meta.setdefault("target_only", alignment.target_only)
     report.meta.setdefault("aligned", len(alignment.pairs))
     report.meta.setdefault("graph_outputs", list(ref_side.dump.graph_outputs))
+    if isinstance(ref_side.dump.meta.get("input_resized"), str):
+        report.meta.setdefault("reference.input_resized", ref_side.dump.meta["input_resized"])
     for key, value in tgt_side.dump.meta.items():
         if key not in ("blobs",) and isinstance(value, (str, int, float, bool)):
             report.meta.setdefault(f"target.{key}", value)

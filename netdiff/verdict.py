@@ -17,7 +17,8 @@ def find_origins(layers: list[LayerResult]) -> list[str]:
     """Mark layers that introduced divergence and set each layer's error gain.
 
     A diverged layer is an origin when every aligned input of it is ok or noisy. Inputs that were not
-    compared are looked through: their own nearest compared ancestors stand in for them.
+    compared are looked through: their own nearest compared ancestors stand in for them. An input whose
+    shapes differ (``shape_mismatch``) is not looked through: what follows it did not start the divergence.
 
     Returns:
         Origin names in topological order.
@@ -37,6 +38,23 @@ def find_origins(layers: list[LayerResult]) -> list[str]:
     return origins
 
 
+def behind_shape_mismatch(layers: list[LayerResult]) -> set[str]:
+    """Names of the layers computed from a ``shape_mismatch`` tensor (directly or through others): the
+    two sides ran on differently shaped data there, so their element-wise differences name no cause."""
+    by_name = {layer.name: layer for layer in layers}
+    memo: dict[str, bool] = {}
+
+    def tainted(name: str, visiting: frozenset[str]) -> bool:
+        if name not in memo:
+            layer = by_name[name]
+            memo[name] = any(i in by_name and i not in visiting
+                             and (by_name[i].status == "shape_mismatch" or tainted(i, visiting | {name}))
+                             for i in layer.inputs)
+        return memo[name]
+
+    return {layer.name for layer in layers if tainted(layer.name, frozenset())}
+
+
 def compared_ancestors(inputs: Iterable[str], by_name: dict[str, LayerResult]) -> list[LayerResult]:
     """The nearest compared tensors among ``inputs`` and, through the ones not compared, their ancestors."""
     return _compared_ancestors(inputs, by_name, {}, set())
@@ -49,7 +67,7 @@ def _compared_ancestors(inputs: Iterable[str], by_name: dict[str, LayerResult],
         layer = by_name.get(name)
         if layer is None or name in visiting:
             continue
-        if layer.metrics is not None:
+        if layer.metrics is not None or layer.status == "shape_mismatch":
             found.append(layer)
             continue
         if name not in memo:

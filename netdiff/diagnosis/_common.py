@@ -41,15 +41,17 @@ def compared(layers: Iterable[LayerResult]) -> list[LayerResult]:
 
 
 def candidates(context: Context, diverged_only: bool = True) -> list[LayerResult]:
-    """Origins, graph inputs and graph outputs (compared), in report order, inputs excluded.
+    """Origins, graph inputs and graph outputs (compared), in report order, inputs excluded, and none
+    computed from a ``shape_mismatch`` tensor (element-wise evidence means nothing there).
 
     These are the only layers most rules inspect, which keeps diagnosis cheap on big models.
     """
     wanted = set(context.report.origins) | set(context.reference.graph_outputs)
     inputs = set(context.reference.graph_inputs)
+    behind = context.behind_shape_mismatch()
     out = []
     for layer in context.report.layers:
-        if layer.name not in wanted or layer.name in inputs or layer.metrics is None:
+        if layer.name not in wanted or layer.name in inputs or layer.metrics is None or layer.name in behind:
             continue
         if diverged_only and layer.status != "diverged":
             continue

@@ -44,6 +44,15 @@ class Context:
     explained: set[str] = field(default_factory=set)
     findings: list[Finding] = field(default_factory=list)
     _pairs: dict[str, tuple[np.ndarray, np.ndarray] | None] = field(default_factory=dict, repr=False)
+    _behind: set[str] | None = field(default=None, repr=False)
+
+    def behind_shape_mismatch(self) -> set[str]:
+        """Layers computed from a shape-mismatched tensor (:func:`netdiff.verdict.behind_shape_mismatch`), once."""
+        if self._behind is None:
+            from netdiff.verdict import behind_shape_mismatch
+
+            self._behind = behind_shape_mismatch(self.report.layers)
+        return self._behind
 
     def claim(self, layer: str | None) -> None:
         """Record that ``layer`` has a specific cause."""

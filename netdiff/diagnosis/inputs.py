@@ -31,6 +31,11 @@ def input_rule(context: Context) -> Iterator[Finding]:
         layer = by_name.get(name)
         if layer is None:
             continue
+        if layer.status == "shape_mismatch":
+            finding = _shape_mismatch(layer)
+            context.claim(finding.layer)
+            yield finding
+            continue
         if layer.metrics is not None:
             if layer.status != "diverged":
                 continue
@@ -187,6 +192,18 @@ def _scale_or_normalization(context: Context, name: str, fit, ex: InputExplanati
                     f"{fmt_list(mean)}, var_reci_chn_i *= {fmt_list(1.0 / np.asarray(std))}",
              generic=f"normalize the target input as (x - mean) / std with mean={fmt_list(mean)}, "
                      f"std={fmt_list(std)} (on top of what it does now)"))
+
+
+def _shape_mismatch(layer: LayerResult) -> Finding:
+    """The two sides ran on inputs of different shapes: nothing after the input compares element-wise."""
+    ref, tgt = list(layer.shape or ()), list(layer.target_shape or ())
+    return Finding(
+        "input_shape_mismatch", layer.name, "error",
+        f"The input fed as {layer.name} {ref} does not match the target's input shape {tgt}: the two sides ran on "
+        "different inputs, so the tensors after it are not comparable (their differences name no conversion fault).",
+        {"reference_shape": ref, "target_shape": tgt},
+        f"feed an input of the target's shape {tgt}, or dump the target again with this input (e.g. netdiff dump "
+        "MODEL OUT --input FILE)")
 
 
 def _mismatch(layer: LayerResult) -> Finding:

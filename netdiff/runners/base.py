@@ -9,10 +9,13 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+import logging
+
 from netdiff._registry import Registry
 from netdiff.errors import ModelError
 from netdiff.types import Dump
 
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,10 +76,36 @@ class Model:
 
     def run(self, feeds: Mapping[str, np.ndarray], on_tensor: Callable[[str], None] | None = None) -> Dump:
         """Run on ``feeds`` and return every intermediate tensor (graph inputs included)."""
+        resized = self.resized_inputs(feeds)
+        if resized:
+            log.warning("%s", resized)
         dump = self._run(dict(feeds), on_tensor)
         dump.format = dump.format or self.name
         dump.source = dump.source or str(self.path)
+        if resized:
+            dump.meta["input_resized"] = resized
         return dump
+
+    def resized_inputs(self, feeds: Mapping[str, np.ndarray]) -> str | None:
+        """A sentence naming each input fed at another spatial size than the model declares (the
+        model is then run at the fed size), or None when every input has its declared size."""
+        try:
+            specs = self.input_specs()
+        except Exception:  # the run reports an unreadable model itself
+            return None
+        moved = []
+        for spec in specs:
+            if not spec.flexible_spatial or spec.name not in feeds:
+                continue
+            shape = tuple(int(d) for d in np.shape(feeds[spec.name]))
+            declared = spec.shape
+            if len(shape) == len(declared) and any(isinstance(d, int) and d != s
+                                                   for d, s in zip(declared[2:], shape[2:])):
+                moved.append(f"{spec.name} fed as {list(shape)}, declared {list(declared)}")
+        if not moved:
+            return None
+        return (f"{self.path.name}: run at another input size than it declares ({'; '.join(moved)}): "
+                f"every shape is re-inferred at the fed size")
 
     def onnx_model(self) -> Any:
         """The executed ONNX ModelProto (used to re-run single nodes), or None."""
