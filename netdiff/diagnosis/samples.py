@@ -8,13 +8,19 @@ from netdiff.diagnosis.base import Context, register_rule
 from netdiff.types import Finding, Report
 
 
+#: The divergence is called data dependent only when at most this share of the samples diverge: when
+#: most of them do, the fault is in the conversion and the few clean samples are the exception.
+MAX_DIVERGING_SHARE = 0.5
+
+
 def dataset_dependent_finding(report: Report) -> Finding | None:
-    """A finding when ``report.meta["samples"]`` shows some samples diverging and others not."""
+    """A finding when ``report.meta["samples"]`` shows a minority of the samples diverging (at most
+    :data:`MAX_DIVERGING_SHARE` of them, at least one) and the others clean."""
     samples = report.meta.get("samples")
     if not isinstance(samples, list) or len(samples) < 2:
         return None
     bad = [s for s in samples if s.get("first_divergence")]
-    if not bad or len(bad) == len(samples):
+    if not bad or len(bad) > MAX_DIVERGING_SHARE * len(samples):
         return None
     good = [s["id"] for s in samples if not s.get("first_divergence")]
     where = sorted({s["first_divergence"] for s in bad})

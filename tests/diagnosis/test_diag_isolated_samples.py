@@ -149,3 +149,16 @@ def test_load_samples_forms(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no sample"):
         load_samples(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("diverging, fires", [(1, True), (5, True), (6, False), (996, False), (10, False)])
+def test_dataset_dependent_only_when_a_minority_diverges(diverging, fires):
+    from netdiff.diagnosis.samples import dataset_dependent_finding
+    from netdiff.types import Report, Thresholds
+
+    total = 1000 if diverging == 996 else 10
+    samples = [{"id": f"s{i}", "first_divergence": CONV3 if i < diverging else None} for i in range(total)]
+    finding = dataset_dependent_finding(Report({}, {}, Thresholds(), [], meta={"samples": samples}))
+    assert (finding is not None) == fires
+    if fires:
+        assert f"{diverging} of {total} samples only" in finding.message
