@@ -41,8 +41,10 @@ class NetdiffDirReader(Reader):
             tensors[tensor.name] = tensor
         require_readable(tensors)
         ordered = sorted(tensors.values(), key=lambda t: (t.order is None, t.order if t.order is not None else 0))
-        meta = manifest.get("meta") if isinstance(manifest.get("meta"), dict) else {}
-        return Dump(tensors={t.name: t for t in ordered}, source=str(manifest.get("source") or path),
+        meta = dict(manifest.get("meta")) if isinstance(manifest.get("meta"), dict) else {}
+        if manifest.get("source"):  # the model the dump came from; the dump's own source is its directory
+            meta.setdefault("dumped_from", manifest["source"])
+        return Dump(tensors={t.name: t for t in ordered}, source=str(path),
                     format=self.name, graph_inputs=_names(manifest, "graph_inputs"),
                     graph_outputs=_names(manifest, "graph_outputs"), meta=meta,
                     target_only=[n for n in _names(manifest, "target_only") if n in tensors])

@@ -223,6 +223,8 @@ class ReportView:
             header.add_row(Text("inputs", style="dim"),
                            Text(", ".join(f"{k}={v}" for k, v in r.inputs.items()), style="dim"))
         extra = {k: v for k, v in r.meta.items() if k.startswith("target.") and v not in (None, "", [], {}, ())}
+        if extra.get("target.dumped_from") == extra.get("target.model"):  # netdiff dump: said once, as model=
+            extra.pop("target.dumped_from", None)
         if extra:
             header.add_row("", Text(", ".join(f"{k[7:]}={_meta_value(v)}" for k, v in extra.items()), style="dim"))
         yield header
