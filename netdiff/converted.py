@@ -181,6 +181,8 @@ def adapt_target(reference_model: Any, target_model: Any, reference: Dump, targe
         target = _placed_qdq(reference_model, target_model, reference, target)
     elif kind == "qoperator":
         target = _dequantized(target_model, reference, target)
+        _quantized_inputs(target_model, target, {t.name: t.load() for t in target if t.name in _entry_tensors(target_model)},
+                          dequantize=True)
     target = _unpack_nchwc(target_model, reference, target)
     _mark_internals(target_model, reference, target)
     target.meta.setdefault("graph_kind", kind)
@@ -204,11 +206,68 @@ def _placed_qdq(reference_model: Any, target_model: Any, reference: Dump, target
                        feeds, values, placement, "qdq", {**target.meta}, source=target.source)
     dump.format = target.format
     dump.meta.pop("simulator", None)
+    _quantized_inputs(target_model, dump, values)
     used = {t.meta.get("simulated_tensor") for t in dump}
     dump.target_only = [n for n in target.names if n not in used and n not in dump]
     for name in dump.target_only:  # listed (never compared), so the summary still counts them
         dump.tensors.setdefault(name, target[name])
     return dump
+
+
+def input_quantization(model: Any) -> dict[str, dict[str, Any]]:
+    """Graph input -> how the model quantizes it on entry: the tensor holding the dequantized copy
+    (QDQ: the DequantizeLinear output; QOperator: the QuantizeLinear output), its scale, zero point,
+    integer type and the float range it can represent (``[(qmin - zp) * s, (qmax - zp) * s]``)."""
+    from onnx import numpy_helper
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    inputs = [v.name for v in graph.input if v.name not in inits]
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for x in node.input:
+            consumers.setdefault(x, []).append(node)
+    found: dict[str, dict[str, Any]] = {}
+    for name in inputs:
+        for q in consumers.get(name, []):
+            if q.op_type != "QuantizeLinear" or len(q.input) < 2 or q.input[1] not in inits:
+                continue
+            scale = numpy_helper.to_array(inits[q.input[1]])
+            zero = numpy_helper.to_array(inits[q.input[2]]) if len(q.input) > 2 and q.input[2] in inits else None
+            if np.size(scale) != 1 or (zero is not None and np.size(zero) != 1):
+                continue
+            kind = np.dtype(zero.dtype) if zero is not None else np.dtype(np.uint8)
+            if kind.kind not in "iu":
+                continue
+            info = np.iinfo(kind)
+            s, z = float(np.ravel(scale)[0]), int(np.ravel(zero)[0]) if zero is not None else 0
+            dq = next((u.output[0] for u in consumers.get(q.output[0], []) if u.op_type == "DequantizeLinear"), None)
+            found[name] = {"quantized": q.output[0], "dequantized": dq, "scale": s, "zero_point": z,
+                           "type": kind.name, "range": [(info.min - z) * s, (info.max - z) * s]}
+            break
+    return found
+
+
+def _entry_tensors(model: Any) -> set[str]:
+    return {q["quantized"] for q in input_quantization(model).values()}
+
+
+def _quantized_inputs(model: Any, dump: Dump, values: dict[str, Any], dequantize: bool = False) -> None:
+    """A graph input the model quantizes on entry is, for the rest of the model, its quantized copy:
+    that copy stands for the input (clipping and rounding included). QDQ: the DequantizeLinear
+    output; QOperator (``dequantize``): the QuantizeLinear output, dequantized."""
+    for name, q in input_quantization(model).items():
+        dq = q["quantized"] if dequantize else q["dequantized"]
+        if name not in dump.tensors or dq is None or dq not in values:
+            continue
+        fed = dump.tensors[name]
+        value = np.asarray(values[dq], dtype=np.float32)
+        if dequantize:
+            value = ((value - np.float32(q["zero_point"])) * np.float32(q["scale"])).astype(np.float32)
+        dump.tensors[name] = type(fed).from_array(
+            name, value, op_type=fed.op_type, order=fed.order, layout=fed.layout, source=fed.source,
+            meta={**dict(fed.meta), "simulated_tensor": dq, "placed_by": "name",
+                  "input_quantization": {k: q[k] for k in ("scale", "zero_point", "type", "range")}})
 
 
 def _dequantized(target_model: Any, reference: Dump, target: Dump) -> Dump:

@@ -29,7 +29,7 @@ def input_rule(context: Context) -> Iterator[Finding]:
     by_name = {x.name: x for x in context.report.layers}
     for name in context.reference.graph_inputs:
         layer = by_name.get(name)
-        if layer is None:
+        if layer is None or name in context.explained:
             continue
         if layer.status == "shape_mismatch":
             finding = _shape_mismatch(layer)
