@@ -9,6 +9,7 @@ import math
 import os
 import re
 import stat
+import sys
 import tempfile
 import threading
 import tokenize
@@ -52,9 +53,41 @@ def safe_file_stem(name: str, taken: set[str] | None = None) -> str:
     return stem
 
 
+#: Output names that are streams, not files: ``-`` is standard output; /dev/null discards.
+STREAMS = ("-", "/dev/stdout", "/dev/stderr", "/dev/null")
+
+
+#: Flags whose output was accepted for standard output in this command (the terminal view then
+#: goes to stderr, so the two never interleave).
+STDOUT_OUTPUT: set[str] = set()
+
+
+def is_stdout(path: str | os.PathLike[str] | None) -> bool:
+    """Whether an output path means standard output (``-`` or /dev/stdout)."""
+    return path is not None and str(path) in ("-", "/dev/stdout")
+
+
+@contextmanager
+def _stream(name: str, mode: str, encoding: str | None) -> Iterator[IO]:
+    if name == "/dev/null":
+        kwargs = {} if "b" in mode else {"encoding": encoding, "newline": ""}
+        with open(os.devnull, mode, **kwargs) as handle:
+            yield handle
+        return
+    stream = sys.stderr if name == "/dev/stderr" else sys.stdout
+    stream.flush()
+    yield stream.buffer if "b" in mode else stream
+    stream.flush()
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
-    """Open a temporary file beside ``path``; rename it over ``path`` only if the block succeeds."""
+    """Open a temporary file beside ``path``; rename it over ``path`` only if the block succeeds.
+    A name of :data:`STREAMS` is written directly (``-``: standard output)."""
+    if str(path) in STREAMS:
+        with _stream(str(path), mode, encoding) as handle:
+            yield handle
+        return
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
@@ -342,6 +375,8 @@ def check_npy_shape(where: str | os.PathLike[str], shape: tuple, dtype: np.dtype
 
 
 _SPECIAL_ROOTS = ("/proc", "/sys", "/dev")
+#: Output flags that take a file only (models, binary data): ``-`` and /dev/stdout are refused.
+_NO_STREAM = ("--out",)
 
 
 def check_output_files(paths: dict[str, str | os.PathLike[str] | None],
@@ -354,7 +389,7 @@ def check_output_files(paths: dict[str, str | os.PathLike[str] | None],
     sources = {os.path.realpath(p) for p in inputs if p is not None and str(p)}
     folders = tuple(s + os.sep for s in sources if os.path.isdir(s))
     for flag, path in paths.items():
-        if path is None:
+        if path is None or str(path) in STREAMS:
             continue
         real = os.path.realpath(path)
         if real in sources or (os.path.exists(real) and real.startswith(folders)):
@@ -364,12 +399,21 @@ def check_output_files(paths: dict[str, str | os.PathLike[str] | None],
 def check_output_file(path: str | os.PathLike[str] | None, flag: str = "output", force: bool | None = None) -> None:
     """Refuse an output file path before any work: an empty name, a directory, a special file,
     a place under /proc, /sys or /dev, a missing or unwritable directory; with ``force=False``
-    also an existing file.
+    also an existing file. Accepted as streams: /dev/null, and ``-`` (standard output), /dev/stdout,
+    /dev/stderr except for ``--out``.
 
     Raises:
         OutputError: The path cannot receive an atomically written file.
     """
     if path is None:
+        return
+    if str(path) == "/dev/null":
+        return
+    if str(path) in STREAMS:
+        if flag in _NO_STREAM:
+            raise OutputError(f"{flag} {path}: writes a model or binary file, not to a stream (give a file name)")
+        if is_stdout(path):
+            STDOUT_OUTPUT.add(flag)
         return
     if not str(path) or str(path) in (".", "..") or str(path).endswith(os.sep):
         raise OutputError(f"{flag} {str(path)!r}: expected a file name")
@@ -419,9 +463,9 @@ def check_distinct_outputs(paths: dict[str, str | os.PathLike[str] | None]) -> N
     """Two output flags naming the same file would overwrite each other."""
     seen: dict[str, str] = {}
     for flag, path in paths.items():
-        if path is None:
+        if path is None or str(path) == "/dev/null":
             continue
-        key = os.path.realpath(path)
+        key = "/dev/stdout" if is_stdout(path) else str(path) if str(path) in STREAMS else os.path.realpath(path)
         if key in seen:
             raise OutputError(f"{seen[key]} and {flag} name the same file {path}")
         seen[key] = flag

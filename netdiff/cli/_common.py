@@ -25,8 +25,11 @@ def console(stderr: bool = False) -> Any:
     from the inputs and must print as they are ("[bold]x" is a valid name); style with Text objects."""
     from rich.console import Console
 
+    from netdiff._io import STDOUT_OUTPUT
+
+    stderr = stderr or bool(STDOUT_OUTPUT)  # a report file goes to stdout: the view must not mix in
     return Console(stderr=stderr, highlight=False, soft_wrap=False, markup=False,
-                   width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "140")))
+                   width=None if (sys.stderr if stderr else sys.stdout).isatty() else int(os.environ.get("COLUMNS", "140")))
 
 
 def parse_options(values: list[str] | None, flag: str) -> dict[str, Any]:
