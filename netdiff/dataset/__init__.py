@@ -110,9 +110,11 @@ def run_dataset(model: Any, kind: str, samples: Any, *, calibration: Any = None,
     from netdiff.multisample import load_samples, sample_feeds
     from netdiff.simulators.run import compare_simulation, prepare_simulation
 
-    if calibration is None:
-        raise InputError("netdiff run with a samples directory needs --calib: the target is calibrated once, "
-                         "on calibration samples kept apart from the evaluation samples")
+    from netdiff.simulators import get_simulator
+
+    if calibration is None and get_simulator(kind).needs_calibration:
+        raise InputError(f"netdiff run --target {kind} with a samples directory needs --calib: the target is "
+                         "calibrated once, on calibration samples kept apart from the evaluation samples")
     if isinstance(calibration, (str, Path)) and isinstance(samples, (str, Path)) \
             and Path(calibration).resolve() == Path(samples).resolve():
         raise InputError(f"{samples}: the calibration samples (--calib) are the evaluation samples (--input); "

@@ -195,7 +195,10 @@ def prepare_simulation(model: Any, kind: str, *, calibration: str | Path | Seque
     prepare = getattr(simulator, "prepare", None)
     if prepare is None:
         raise NetdiffError(f"target {kind} cannot be calibrated once for several samples")
-    samples, calib_info = calibration_samples(source, calibration, {}, preprocess, calibration_limit)
+    if not simulator.needs_calibration:  # e.g. fp16: nothing to calibrate, whatever --calib says
+        samples, calib_info = [], {"samples": 0, "source": f"none ({kind} needs no calibration)"}
+    else:
+        samples, calib_info = calibration_samples(source, calibration, {}, preprocess, calibration_limit)
     prepared = prepare(source.onnx_model(), samples, **dict(options or {}))
     empty = Dump(tensors={})
     return Simulation(kind, source, {}, empty, empty, prepared, calib_info)

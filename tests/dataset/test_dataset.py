@@ -152,11 +152,13 @@ def test_cli_compare_and_run_take_a_samples_directory(data, tmp_path, capsys):
     run = json.loads(js2.read_text())
     assert run["meta"]["dataset"]["samples"] == COUNT and run["meta"]["simulator"]["calibration"]["samples"] == 8
     assert run["meta"]["dataset"]["outputs"]["softmax_1"]["kind"] == "classification"
-    # fp16 (#16 item 6: run takes a samples directory)
+    # fp16 (#16 item 6: run takes a samples directory; fp16 calibrates nothing, so no --calib is needed)
     js3 = tmp_path / "f.json"
-    assert main(["run", str(RNET), "--target", "fp16", "--input", str(samples), "--calib", str(calib), "-j", "1",
+    assert main(["run", str(RNET), "--target", "fp16", "--input", str(samples), "-j", "1",
                  "--json", str(js3)]) == 0
-    fp16 = json.loads(js3.read_text())["meta"]["dataset"]
+    fp16_json = json.loads(js3.read_text())
+    assert fp16_json["meta"]["simulator"]["calibration"]["samples"] == 0
+    fp16 = fp16_json["meta"]["dataset"]
     assert fp16["outputs"]["softmax_1"]["top1_agreement"] == 1.0 and fp16["diverged_samples"] == 0
 
 
