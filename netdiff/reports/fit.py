@@ -159,10 +159,18 @@ def _name_cells(cells: list, width: int | None, prefix: str) -> list:
             text = Text(cell.mark + pad.join(lines[i]), style=cell.style)
             if aliases[i]:
                 text.append(ARROW + aliases[i], style="dim")
-        if cell.note:
-            text.append("\n" + _clip(cell.note, width), style="dim")
+        if cell.note:  # why a tensor is unreadable: wrapped, never cut (the reason is the point)
+            text.append("\n" + _wrap(cell.note, width), style="dim")
         out.append(text)
     return out
+
+
+def _wrap(text: str, width: int | None) -> str:
+    if width is None or cell_len(text) <= width:
+        return text
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, max(width, 8), break_on_hyphens=False)) or text
 
 
 def _clip(text: str, width: int | None) -> str:
