@@ -33,10 +33,11 @@ for _command in app.registered_commands:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script: user and usage errors become one line on stderr and exit 2."""
-    from netdiff._io import STDOUT_OUTPUT
     from netdiff.errors import NetdiffError
 
-    STDOUT_OUTPUT.clear()
+    io = sys.modules.get("netdiff._io")  # not imported for --help (it loads numpy); reset between in-process runs
+    if io is not None:
+        io.STDOUT_OUTPUT.clear()
     try:
         result = app(args=argv, prog_name="netdiff", standalone_mode=False)
     except NetdiffError as e:

@@ -25,9 +25,8 @@ def console(stderr: bool = False) -> Any:
     from the inputs and must print as they are ("[bold]x" is a valid name); style with Text objects."""
     from rich.console import Console
 
-    from netdiff._io import STDOUT_OUTPUT
-
-    stderr = stderr or bool(STDOUT_OUTPUT)  # a report file goes to stdout: the view must not mix in
+    io = sys.modules.get("netdiff._io")  # loaded by any command that writes a report file (not by --help)
+    stderr = stderr or bool(io is not None and io.STDOUT_OUTPUT)  # a report goes to stdout: the view must not mix in
     return Console(stderr=stderr, highlight=False, soft_wrap=False, markup=False,
                    width=None if (sys.stderr if stderr else sys.stdout).isatty() else int(os.environ.get("COLUMNS", "140")))
 
