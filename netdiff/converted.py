@@ -451,3 +451,66 @@ def _first_present(name: str, consumers: dict[str, list[str]], present: set[str]
                 return c
         frontier = following
     return None
+
+
+#: Ops whose inputs after the first are scales / zero points (recorded in a dump's graph skeleton).
+_PARAM_OPS = ("QuantizeLinear", "DequantizeLinear", "QGemm")
+#: Largest initializer (elements) a dump's graph skeleton records.
+SKELETON_MAX_ELEMENTS = 1 << 16
+
+
+def graph_skeleton(model: Any) -> dict[str, Any]:
+    """What :func:`adapt_target` needs of a converted model, as plain JSON for a dump's manifest
+    (``meta["graph"]``): each node's name, op type, domain, inputs and outputs, the graph inputs,
+    and the quantization parameters (scales and zero points, from initializers or Constant nodes)."""
+    from onnx import numpy_helper
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    constants = {n.output[0]: n for n in graph.node if n.op_type == "Constant" and n.output and n.attribute}
+    wanted = {x for n in graph.node if n.op_type in _PARAM_OPS or n.op_type.startswith("QLinear")
+              for x in n.input[1:] if x}
+    params: dict[str, Any] = {}
+    for name in sorted(wanted):
+        if name in inits:
+            array = numpy_helper.to_array(inits[name])
+        elif name in constants and constants[name].attribute[0].HasField("t"):
+            array = numpy_helper.to_array(constants[name].attribute[0].t)
+        else:
+            continue
+        if array.size <= SKELETON_MAX_ELEMENTS and array.dtype.kind in "fiu":
+            params[name] = {"dtype": array.dtype.name, "shape": list(array.shape), "values": array.ravel().tolist()}
+    nodes = [[n.name, n.op_type, n.domain, list(n.input), list(n.output)] for n in graph.node
+             if not (n.op_type == "Constant" and n.output and n.output[0] in params)]
+    return {"nodes": nodes, "inputs": [v.name for v in graph.input if v.name not in inits],
+            "outputs": [v.name for v in graph.output], "initializers": params}
+
+
+def skeleton_model(data: Any) -> Any:
+    """The ModelProto a dump's graph skeleton describes (nodes without attributes: enough to align).
+
+    Raises:
+        ValueError, KeyError, TypeError: ``data`` is not a graph skeleton.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    if not isinstance(data, dict) or not isinstance(data.get("nodes"), list):
+        raise ValueError("the dump's graph record has no node list")
+    nodes = []
+    for entry in data["nodes"]:
+        name, op, domain, ins, outs = entry
+        if not all(isinstance(x, str) for x in (name, op, domain, *ins, *outs)):
+            raise TypeError("graph record: node fields must be strings")
+        nodes.append(helper.make_node(op, list(ins), list(outs), name=name, domain=domain or None))
+    inits = []
+    for name, spec in dict(data.get("initializers") or {}).items():
+        dtype = np.dtype(str(spec["dtype"]))
+        if dtype.kind not in "fiu":
+            raise TypeError(f"graph record: initializer {name[:80]!r} is not numeric")
+        values = np.asarray(spec["values"], dtype=dtype)
+        inits.append(numpy_helper.from_array(values.reshape([int(d) for d in spec["shape"]]), str(name)))
+    value = lambda n: helper.make_tensor_value_info(str(n), TensorProto.FLOAT, None)  # noqa: E731
+    graph = helper.make_graph(nodes, "skeleton", [value(n) for n in data.get("inputs") or []],
+                              [value(n) for n in data.get("outputs") or []], inits)
+    return helper.make_model(graph)
+

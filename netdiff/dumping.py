@@ -46,9 +46,22 @@ def dump_model(model_path: str | Path, out: str | Path, inputs: InputsLike = Non
         total["bytes"] += tensor.load().nbytes
         progress.advance()
 
+    meta = {**dump.meta, "inputs": described, "model": str(model_path), **converted_graph(model)}
     try:
-        write_dump(dump, out, force=True, meta={**dump.meta, "inputs": described, "model": str(model_path)},
+        write_dump(dump, out, force=True, meta=meta,
                    on_tensor=written)
     finally:
         progress.stop()
     return DumpResult(Path(out), len(dump), total["bytes"])
+
+
+def converted_graph(model: Any) -> dict[str, Any]:
+    """For an ONNX model a converter wrote (QDQ, QOperator, fp16, optimized): ``graph_kind`` and the
+    graph skeleton (``graph``) a later ``compare`` of the dump adapts it with (docs/dump-format.md)."""
+    if getattr(model, "name", None) != "onnx" or not hasattr(model, "onnx_model"):
+        return {}
+    from netdiff.converted import graph_kind, graph_skeleton
+
+    onnx_model = model.onnx_model()
+    kind = graph_kind(onnx_model)
+    return {} if kind == "float" else {"graph_kind": kind, "graph": graph_skeleton(onnx_model)}

@@ -133,16 +133,21 @@ def adapt_converted(ref_side: Side, tgt_side: Side) -> None:
     """A target ONNX model written by a converter (QDQ, QOperator, fp16, optimized): its dump in the
     reference's terms (:func:`netdiff.converted.adapt_target`)."""
     ref_model, tgt_model = ref_side.model, tgt_side.model
-    if getattr(ref_model, "name", None) != "onnx" or getattr(tgt_model, "name", None) != "onnx":
-        return  # both ONNX models run by onnxruntime (a Caffe translation keeps its own names)
-    from netdiff.converted import adapt_target
+    if getattr(ref_model, "name", None) != "onnx":
+        return  # an ONNX reference run by onnxruntime (a Caffe translation keeps its own names)
+    from netdiff.converted import adapt_target, skeleton_model
 
+    recorded = tgt_model is None and "graph" in tgt_side.dump.meta  # a netdiff dump of a converted model
+    if getattr(tgt_model, "name", None) != "onnx" and not recorded:
+        return
+    what = "dump of a converted model" if recorded else f"target model {tgt_model.path.name}"
     try:
-        tgt_side.dump = adapt_target(ref_model.onnx_model(), tgt_model.onnx_model(), ref_side.dump, tgt_side.dump)
+        graph = skeleton_model(tgt_side.dump.meta["graph"]) if recorded else tgt_model.onnx_model()
+        tgt_side.dump = adapt_target(ref_model.onnx_model(), graph, ref_side.dump, tgt_side.dump)
     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:  # a graph shape the adapter does not know
-        log.warning("target model compared by name only: its %s graph could not be mapped (%s: %s)",
-                    tgt_model.path.name, type(e).__name__, e)
-        tgt_side.dump.meta["adaptation_error"] = f"{type(e).__name__}: {e}"
+        log.warning("%s compared by name only: its graph could not be mapped (%s: %s)",
+                    what, type(e).__name__, str(e)[:200])
+        tgt_side.dump.meta["adaptation_error"] = f"{type(e).__name__}: {str(e)[:200]}"
 
 
 def target_precision(precision: Precision | str | None, ref_side: Side, tgt_side: Side) -> Precision | None:
@@ -158,6 +163,14 @@ def target_precision(precision: Precision | str | None, ref_side: Side, tgt_side
 
         reference = ref_side.model.onnx_model() if ref_side.model is not None and hasattr(ref_side.model, "onnx_model") else None
         return model_precision(tgt_side.model.onnx_model(), reference)
+    if tgt_side.model is None and "graph" in tgt_side.dump.meta and "adaptation_error" not in tgt_side.dump.meta:
+        from netdiff.converted import model_precision, skeleton_model
+
+        reference = ref_side.model.onnx_model() if ref_side.model is not None and hasattr(ref_side.model, "onnx_model") else None
+        try:
+            return model_precision(skeleton_model(tgt_side.dump.meta["graph"]), reference)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            return None
     return None
 
 
