@@ -187,9 +187,10 @@ class Job:
 
 
 class _ModelRunner:
-    """Runs a model and returns every tensor as name -> array (ONNX: one session, every node output)."""
+    """Runs a model and returns every tensor as name -> array (ONNX: one session, every node output,
+    or only the node outputs in ``keep``: the values are the same, fewer are copied out)."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, keep: set[str] | None = None) -> None:
         from netdiff.runners.onnxrt import OnnxModel
 
         self.model = model
@@ -204,7 +205,7 @@ class _ModelRunner:
 
             proto = model.onnx_model()
             outputs = node_outputs(proto)
-            self._names = [o.name for o in outputs]
+            self._names = [o.name for o in outputs if keep is None or o.name in keep]
             self.structure = {o.name: (o.op_type, tuple(o.inputs), o.node_name) for o in outputs}
             self._session = make_session(proto, outputs=self._names)
 
@@ -252,10 +253,11 @@ class Evaluator:
         self.specs = list(self.reference.model.input_specs())
         self.target: Any = None
         if job.target_kind == "model":
-            self.target = _ModelRunner(job.target.open())
+            self.target = _ModelRunner(job.target.open(), keep=target_needs(job))
         elif job.target_kind == "simulated":
             self.target = pickle.loads(job.prepared)
         self._weights: dict[str, Any] | None = None
+        self._steps: tuple[tuple[str, ...], list] | None = None
 
     def feeds(self, sample: Any) -> dict[str, np.ndarray]:
         """The sample's model inputs."""
@@ -301,25 +303,74 @@ class Evaluator:
 
     def _within_noise(self, ref: Mapping[str, np.ndarray], rel: np.ndarray, status: list[str],
                       stats: Mapping[str, tuple[float, float]] | None = None) -> None:
-        """Re-judge the diverged layers against this sample's expected noise (``noisy`` within it)."""
-        from netdiff.noise import assign_expected_noise, layer_weights
+        """Re-judge the diverged layers against this sample's expected noise (``noisy`` within it):
+        :func:`netdiff.noise.assign_expected_noise` over the reference's tensors, with everything
+        that does not depend on the sample (op types, inputs, weights) looked up once."""
+        from netdiff.noise import _rms, layer_noise
         from netdiff.verdict import MAX_NOISY_REL_L2
 
-        if self._weights is None:
-            try:
-                self._weights = layer_weights(self.reference.model.onnx_model())
-            except Exception:  # a runner without an ONNX form: activations only
-                self._weights = {}
-        dump = self.reference.dump(ref)
-        stubs = [LayerResult(t.name, None, t.op_type, None, "ok") for t in dump]
-        assign_expected_noise(stubs, dump, self.plan.precision, weights=self._weights, stats=stats)
-        expected = {x.name: x.expected_rel_l2 for x in stubs}
+        steps = self._noise_steps(ref)
+        stats = stats or {}
+        precision = self.plan.precision
+        noise: dict[str, tuple[float, float]] = {}  # absolute (fresh, carried) noise rms per tensor
+        rms: dict[str, float] = {}
+        expected: dict[str, float] = {}
+        zero = (0.0, 0.0)
+        for name, op_type, weight, inputs in steps:
+            known = stats.get(name)
+            if known is not None:
+                value, (r, span) = None, known
+            else:
+                value = ref.get(name)
+                if value is None:
+                    continue
+                value = np.asarray(value)
+                if value.dtype.kind != "f":
+                    noise[name], rms[name] = zero, 0.0
+                    continue
+                r, span = _rms(value), None
+            rms[name] = r
+            noise[name] = fresh, carried = layer_noise(
+                value, r, op_type, precision, weight, [(*noise.get(n, zero), rms.get(n, 0.0)) for n in inputs],
+                span=span)
+            total = math.hypot(fresh, carried)
+            if r > 0 and math.isfinite(total):
+                expected[name] = total / r
         th = self.plan.thresholds
+        limit = MAX_NOISY_REL_L2
         for i, s in enumerate(status):
             x = expected.get(self.plan.names[i])
             if s == "diverged" and x is not None and not math.isnan(rel[i]) \
-                    and rel[i] <= min(th.noise_factor * x, MAX_NOISY_REL_L2):
+                    and rel[i] <= min(th.noise_factor * x, limit):
                 status[i] = "noisy"
+
+    def _noise_steps(self, ref: Mapping[str, np.ndarray]) -> list[tuple[str, Any, Any, tuple[str, ...]]]:
+        """(name, op type, weight, inputs) of every reference tensor in order, built once (the noise
+        model's part that does not depend on the sample)."""
+        names = tuple(ref)
+        if self._steps is None or self._steps[0] != names:
+            from netdiff.noise import layer_weights
+
+            if self._weights is None:
+                try:
+                    self._weights = layer_weights(self.reference.model.onnx_model())
+                except Exception:  # a runner without an ONNX form: activations only
+                    self._weights = {}
+            dump = self.reference.dump(ref)
+            steps = []
+            for t in dump:
+                node = str(t.meta.get("node")) if t.meta and t.meta.get("node") else None
+                steps.append((t.name, t.op_type, self._weights.get(node) if node else None, tuple(t.inputs)))
+            self._steps = (names, steps)
+        return self._steps[1]
+
+
+def target_needs(job: Job) -> set[str]:
+    """The raw target tensors a sample's measurement reads (a target model runs only those)."""
+    plan = job.plan
+    if job.sources is not None:
+        return {how[1] for how in job.sources.values()}
+    return set(plan.targets) | {x.target_name for x in plan.head_layers.values() if x.target_name}
 
 
 def _as_dump(values: Mapping[str, np.ndarray]) -> Dump:
@@ -339,13 +390,18 @@ def measure(plan: Plan, ref: Mapping[str, np.ndarray], tgt: Mapping[str, np.ndar
     cosine, rel = np.full(n, np.nan), np.full(n, np.nan)
     status = ["error"] * n
     th = plan.thresholds
+    min_cos, max_rel = th.cosine, th.rel_l2
+    stats_fn = _fast.stats if _fast is not None else None
+    ndarray = np.ndarray
     rs, ts, idx = [], [], []
     for i, (name, tname, transform) in enumerate(zip(plan.names, plan.targets, plan.transforms)):
         r, t = ref.get(name), tgt.get(tname)
         if r is None or t is None:
             continue
-        r = np.asarray(r)
-        t = np.asarray(t)
+        if type(r) is not ndarray:
+            r = np.asarray(r)
+        if type(t) is not ndarray:
+            t = np.asarray(t)
         try:
             if transform is not None:
                 t = transform.apply(t, tuple(r.shape))
@@ -354,17 +410,18 @@ def measure(plan: Plan, ref: Mapping[str, np.ndarray], tgt: Mapping[str, np.ndar
         if t.size != r.size or r.size == 0 or r.dtype.kind not in "fiub" or t.dtype.kind not in "fiub":
             continue
         kr, kt = _kind(r.dtype), _kind(t.dtype)
-        if _fast is not None and kr is not None and kt is not None and r.flags.c_contiguous and t.flags.c_contiguous:
-            d = _fast.stats(r.reshape(-1), t.reshape(-1), kr, kt, EPS, None, 0, 0, 0)  # the metrics' C kernel
-            side = d["ref"]
-            bad = side[1] + side[2] + d["tgt"][1] + d["tgt"][2]
-            if stats is not None and kr is not None and side[0]:
+        if stats_fn is not None and kr is not None and kt is not None and r.flags.c_contiguous \
+                and t.flags.c_contiguous:
+            d = stats_fn(r.reshape(-1), t.reshape(-1), kr, kt, EPS, None, 0, 0, 0)  # the metrics' C kernel
+            side, other = d["ref"], d["tgt"]
+            if stats is not None and side[0]:
                 stats[name] = (math.sqrt(side[4] / side[0]), side[6] - side[5])
-            if not bad and d["rr"] > 0 and d["xx"] > 0:
-                c = min(cosine_from_sums(d["rr"], d["xx"], d["dd"], d["rx"]), 1.0)
-                e = math.sqrt(d["dd"] / d["rr"])
+            rr, xx = d["rr"], d["xx"]
+            if not (side[1] + side[2] + other[1] + other[2]) and rr > 0 and xx > 0:
+                c = min(cosine_from_sums(rr, xx, d["dd"], d["rx"]), 1.0)
+                e = math.sqrt(d["dd"] / rr)
                 cosine[i], rel[i] = c, e
-                status[i] = "ok" if (c >= th.cosine and e <= th.rel_l2) else "diverged"
+                status[i] = "ok" if (c >= min_cos and e <= max_rel) else "diverged"
             else:
                 cosine[i], rel[i], status[i] = _exact(r, t, th)
             continue
