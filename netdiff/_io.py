@@ -18,9 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-import numpy as np
-
+from netdiff._lazy import lazy_import
 from netdiff.errors import DumpFormatError, OutputError
+
+np = lazy_import("numpy")  # not at import: `netdiff --help` (which reads STDOUT_OUTPUT) stays light
 
 _HEADER_LOCK = threading.Lock()
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
