@@ -270,3 +270,30 @@ def test_shorten_column_never_ambiguous():
         assert all(len(line) <= width for ls in lines for line in ls)
         for s, name in zip(shown, names):
             _elision(s, name)
+
+
+def test_gain_from_exact_inputs_reads_as_infinity(tmp_path):
+    """An error introduced from inputs equal to the reference's has an unbounded gain: the table
+    shows ∞ and a finding says the inputs are exact, never 'gain inf'."""
+    from pathlib import Path
+
+    import netdiff
+    from netdiff.diagnosis.propagation import gain_phrase
+    from netdiff.manifest import write_dump
+    from netdiff.reports.terminal import ReportView
+    from netdiff.runners.onnxrt import OnnxModel
+    from netdiff.types import Tensor
+
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    x = np.load(fixtures / "small_cnn_input.npy")
+    reference = OnnxModel(fixtures / "small_cnn.onnx").run({"input": x})
+    last = reference.names[-1]
+    tensors = [Tensor.from_array(t.name, np.array(t.load()) + (0.3 if t.name == last else 0)) for t in reference]
+    report = netdiff.compare(fixtures / "small_cnn.onnx", write_dump(tensors, tmp_path / "t"), {"input": x})
+    layer = next(x for x in report.layers if x.name == last)
+    assert layer.error_gain == float("inf")
+    text = _render(ReportView(report, show_all=True), 160)
+    row = next(line for line in text.splitlines() if last in line and "diverged" in line)
+    assert " ∞ " in row + " " and " inf" not in row, row
+    assert "gain inf" not in text
+    assert gain_phrase(float("inf")) == ", error gain ∞: its inputs are exact" and gain_phrase(2.25) == ", error gain 2.2"

@@ -105,9 +105,8 @@ def _introduced(context: Context, layer: LayerResult, evidence: dict, isolated: 
                  f"the nearest tensors dumped before it ({', '.join(u.name for u in upstream)}) match the reference, "
                  "the ones in between were not dumped")
         evidence["upstream_compared"] = [u.name for u in upstream]
-        gain = evidence.get("error_gain")
         message = (f"{named} introduces the error: {where}, but its output does not "
-                   f"({_describe_error(evidence)}{f', error gain {gain:.1f}' if gain is not None else ''}).")
+                   f"({_describe_error(evidence)}{gain_phrase(evidence.get('error_gain'))}).")
     if isolated and evidence.get("inputs_from_reference"):
         message += (f" The target did not dump {', '.join(evidence['inputs_from_reference'])}: the reference's value "
                     "stood in.")
@@ -166,3 +165,12 @@ def _r(value) -> float | None:
         return None
     value = float(value)
     return None if math.isnan(value) else float(f"{value:.6g}")
+
+
+def gain_phrase(gain: float | None) -> str:
+    """``, error gain 12.3``; from inputs equal to the reference's the gain is unbounded: said so."""
+    if gain is None:
+        return ""
+    if math.isinf(gain):
+        return ", error gain ∞: its inputs are exact"
+    return f", error gain {gain:.1f}"

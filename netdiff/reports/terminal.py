@@ -86,7 +86,7 @@ class LayerTable:
                               Text(number(m.rel_l2, 4, formats["rel_l2"]),
                                    style="red" if not m.rel_l2 <= th.rel_l2 else ""),
                               number(m.sqnr_db, 1), number(m.max_abs, 4, formats["max_abs"]),
-                              number(layer.error_gain, 1, gain_format)]
+                              _gain(layer.error_gain, gain_format)]
                 if isolated:
                     cells.append(number(iso_cos, 5))
             for col, cell in zip(cols, cells):
@@ -107,6 +107,11 @@ class LayerTable:
         if layer.metrics is None and layer.status not in ("missing_in_target", "missing_in_reference"):
             note = layer.reason.split(": ", 1)[-1]  # why an error / shape mismatch / not observable
         return NameCell(layer.name, mark=mark, style="bold red" if mark else "", alias=alias, note=note)
+
+
+def _gain(gain: float | None, style: str) -> str:
+    """The gain column: ∞ for an error from exact inputs (as the finding says), else the column's format."""
+    return "∞" if gain is not None and math.isinf(gain) and gain > 0 else number(gain, 1, style)
 
 
 def _isolated_cosine(layer: LayerResult) -> float | None:
