@@ -185,6 +185,28 @@ def isolate_layer(index: NodeIndex, layer: LayerResult, by_name: Mapping[str, La
     return {"isolated": compute_metrics(out, target_out).as_dict(), "isolated_inputs": used}
 
 
+#: With ``which="origins"``, diverged layers after an origin are re-run too (a second fault after the first)
+#: when their error grows more than this many times past their inputs', or when an input of theirs was not
+#: dumped (a sparse dump: several ops stand between them and the nearest dumped tensors); at most
+#: :data:`MAX_GROWING` of them.
+GROWING_GAIN = 2.0
+MAX_GROWING = 16
+
+
+def growing_layers(layers: Iterable[LayerResult], origins: Iterable[str]) -> list[str]:
+    """Diverged non-origin layers to re-run besides the origins (see :data:`GROWING_GAIN`), in order."""
+    skip = set(origins)
+    by_name = {x.name: x for x in layers}
+    found = []
+    for x in layers:
+        if x.name in skip or x.metrics is None or x.status != "diverged":
+            continue
+        sparse = any(n in by_name and by_name[n].metrics is None for n in x.inputs)
+        if sparse or (x.error_gain is not None and x.error_gain > GROWING_GAIN):
+            found.append(x.name)
+    return found[:MAX_GROWING]
+
+
 def compute_isolated(model: Any, layers: list[LayerResult], reference: Dump, target: Dump,
                      which: str | Iterable[str] = "origins", origins: Iterable[str] = ()) -> int:
     """Fill ``layer.extra["isolated"]`` for the selected layers; return how many were measured.
@@ -195,7 +217,7 @@ def compute_isolated(model: Any, layers: list[LayerResult], reference: Dump, tar
         reference: The reference dump.
         target: The target dump.
         which: "origins", "all", "none", or an explicit list of reference tensor names.
-        origins: Origin names (used when ``which`` is "origins").
+        origins: Origin names (used when ``which`` is "origins", with the :func:`growing_layers` after them).
     """
     if model is None or which == "none":
         return 0
@@ -203,7 +225,7 @@ def compute_isolated(model: Any, layers: list[LayerResult], reference: Dump, tar
         raise NetdiffError(f"isolated must be 'origins', 'all' or 'none', not {which!r}")
     by_name = {x.name: x for x in layers}
     if which == "origins":
-        names = list(origins)
+        names = list(origins) + growing_layers(layers, origins)
     elif which == "all":
         names = [x.name for x in layers if x.metrics is not None]
     else:

@@ -41,12 +41,13 @@ def compared(layers: Iterable[LayerResult]) -> list[LayerResult]:
 
 
 def candidates(context: Context, diverged_only: bool = True) -> list[LayerResult]:
-    """Origins, graph inputs and graph outputs (compared), in report order, inputs excluded, and none
-    computed from a ``shape_mismatch`` tensor (element-wise evidence means nothing there).
+    """Introduction points (:func:`introduction_points`) and graph outputs (compared), in report order,
+    inputs excluded, and none computed from a ``shape_mismatch`` tensor (element-wise evidence means
+    nothing there).
 
     These are the only layers most rules inspect, which keeps diagnosis cheap on big models.
     """
-    wanted = set(context.report.origins) | set(context.reference.graph_outputs)
+    wanted = set(introduction_points(context)) | set(context.reference.graph_outputs)
     inputs = set(context.reference.graph_inputs)
     behind = context.behind_shape_mismatch()
     out = []
@@ -93,6 +94,60 @@ def isolated_noise(context: Context, layer: LayerResult, cosine: float, rel_l2: 
         if rel_l2 <= bound:
             return {"rel_l2_at_most": float(f"{bound:.6g}"), "expected_rel_l2": float(f"{expected:.6g}")}
     return None
+
+
+#: A diverged layer after an origin is a second introduction point when its isolated error is beyond the
+#: thresholds and the precision's noise, clearly so (isolated rel_l2 at least :data:`CLEAR_REL_L2`, several
+#: times a quantized layer's own rounding), and at least this share of its rel_l2 in the report (what it
+#: adds itself is not small next to what it inherits).
+OWN_ERROR_SHARE = 0.3
+CLEAR_REL_L2 = 0.1
+
+
+def isolated_wrong(context: Context, layer: LayerResult) -> bool:
+    """True when ``layer``'s isolated re-run is beyond the thresholds and the precision's noise."""
+    iso = layer.extra.get("isolated") if layer.extra else None
+    if not isinstance(iso, dict) or iso.get("cosine") is None:
+        return False
+    cos, rel = iso["cosine"], iso.get("rel_l2")
+    th = context.report.thresholds
+    if cos >= th.cosine and (rel is None or rel <= th.rel_l2):
+        return False
+    return isolated_noise(context, layer, cos, rel) is None
+
+
+def second_introductions(context: Context) -> list[str]:
+    """Diverged layers after an origin (their inputs already diverge) that are wrong by themselves: the
+    isolated re-run (on the target's own inputs, or recomputed from the nearest dumped tensors) is
+    beyond the thresholds and the precision's noise, its rel_l2 at least :data:`CLEAR_REL_L2` and at
+    least :data:`OWN_ERROR_SHARE` of the layer's (a layer that only inherits the error re-runs close to the target)."""
+    if "second_introductions" not in context._memo:
+        found = []
+        for layer in context.report.layers:
+            m = layer.metrics
+            if layer.introduced or m is None or layer.status != "diverged" or not isolated_wrong(context, layer):
+                continue
+            if layer.name in context.behind_shape_mismatch():
+                continue
+            rel = layer.extra["isolated"].get("rel_l2")
+            if rel is None or not math.isfinite(rel) or rel < max(CLEAR_REL_L2, context.report.thresholds.rel_l2):
+                continue
+            if math.isfinite(m.rel_l2) and rel < OWN_ERROR_SHARE * m.rel_l2:
+                continue
+            found.append(layer.name)
+        context._memo["second_introductions"] = found
+    return context._memo["second_introductions"]
+
+
+def introduction_points(context: Context) -> list[str]:
+    """Where error is introduced, in report order: the origins and the :func:`second_introductions`."""
+    points = set(context.report.origins) | set(second_introductions(context))
+    return [x.name for x in context.report.layers if x.name in points]
+
+
+def introduced_here(context: Context, layer: LayerResult) -> bool:
+    """True when ``layer`` is an origin or a second introduction point."""
+    return layer.introduced or layer.name in second_introductions(context)
 
 
 def severity_at(context: Context, cosine_as_modelled: float) -> str:
@@ -191,7 +246,7 @@ def unexplained_origins(context: Context, op_types: Collection[str]) -> Iterator
     index = NodeIndex(context.model)
     for layer in candidates(context):
         node = index.producer.get(layer.name)
-        if layer.name not in context.explained and layer.introduced and node is not None and node.op_type in op_types:
+        if layer.name not in context.explained and introduced_here(context, layer) and node is not None and node.op_type in op_types:
             yield layer, node, index
 
 

@@ -77,13 +77,13 @@ def sites(context: Context, op_types: Collection[str], inside: bool = True) -> I
     from netdiff.isolated import NodeIndex, node_feeds
     from netdiff.segment import build_segment
 
-    from netdiff.diagnosis._common import candidates
+    from netdiff.diagnosis._common import candidates, introduced_here
 
     index = NodeIndex(context.model)
     by_name = {x.name: x for x in context.report.layers}
     for layer in candidates(context):
         node = index.producer.get(layer.name)
-        if layer.name in context.explained or not layer.introduced or node is None:
+        if layer.name in context.explained or not introduced_here(context, layer) or node is None:
             continue
         if node.op_type in op_types:
             prepared = node_feeds(index, layer, by_name, context.reference, context.target)

@@ -45,6 +45,7 @@ class Context:
     findings: list[Finding] = field(default_factory=list)
     _pairs: dict[str, tuple[np.ndarray, np.ndarray] | None] = field(default_factory=dict, repr=False)
     _behind: set[str] | None = field(default=None, repr=False)
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def behind_shape_mismatch(self) -> set[str]:
         """Layers computed from a shape-mismatched tensor (:func:`netdiff.verdict.behind_shape_mismatch`), once."""
@@ -102,8 +103,8 @@ def rule_names() -> list[str]:
 
 
 def diagnose(context: Context) -> list[Finding]:
-    """Run every rule and return the findings: most severe first, then those about origins (where
-    the error is introduced), then in layer order.
+    """Run every rule and return the findings: most severe first, then those about introduction points
+    (origins and layers wrong by themselves after them), then in layer order.
 
     A rule that fails is logged and skipped: diagnosis never breaks a report.
     """
@@ -114,6 +115,8 @@ def diagnose(context: Context) -> list[Finding]:
         except Exception:  # a buggy rule must not cost the user the report
             log.exception("diagnosis rule %s failed", name)
     order = {layer.name: i for i, layer in enumerate(context.report.layers)}
-    origins = set(context.report.origins)
+    from netdiff.diagnosis._common import introduction_points
+
+    origins = set(introduction_points(context))
     return sorted(list(findings), key=lambda f: (_SEVERITY_RANK.get(f.severity, 3), f.layer not in origins,
                                            order.get(f.layer or "", -1)))

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from netdiff.diagnosis._common import candidates, toolchain
+from netdiff.diagnosis._common import candidates, introduced_here, toolchain
 from netdiff.diagnosis.base import Context, register_rule
 from netdiff.types import Finding
 
@@ -44,7 +44,7 @@ def quantization_range(context: Context) -> Iterator[Finding]:
     if toolchain(context) != "nnie":
         return
     for layer in candidates(context):
-        if layer.name in context.explained or not layer.introduced:
+        if layer.name in context.explained or not introduced_here(context, layer):
             continue
         for name in layer.inputs:
             if name not in context.reference:

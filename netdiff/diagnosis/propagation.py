@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from netdiff.diagnosis._common import isolated_noise, node_name, pick
+from netdiff.diagnosis._common import introduction_points, isolated_noise, node_name, pick
 from netdiff.diagnosis.base import Context, register_rule
 from netdiff.types import Finding, LayerResult
 
@@ -33,9 +33,17 @@ def propagation(context: Context) -> Iterator[Finding]:
     accumulated: list[LayerResult] = []
     within_noise: dict[str, dict] = {}
     introduced = 0
-    for name in context.report.origins:
+    for name in introduction_points(context):
         layer = by_name.get(name)
         if layer is None or layer.metrics is None or name in context.explained:
+            continue
+        if not layer.introduced:  # a second introduction point: wrong in isolation by construction
+            if introduced >= MAX_INTRODUCED:
+                continue
+            evidence = _isolated_evidence(layer)
+            evidence["after_origins"] = _diverged_upstream(layer, by_name)
+            yield _introduced(context, layer, evidence, isolated=True)
+            introduced += 1
             continue
         if _unchanged(context, layer):
             continue  # identical on both sides (a constant): nothing was introduced here
@@ -44,12 +52,7 @@ def propagation(context: Context) -> Iterator[Finding]:
         evidence = {"cosine": _r(m.cosine), "rel_l2": _r(m.rel_l2), "error_gain": _r(layer.error_gain)}
         if isinstance(iso, dict) and iso.get("cosine") is not None:
             iso_cos, iso_rel = iso.get("cosine"), iso.get("rel_l2")
-            evidence.update(isolated_cosine=_r(iso_cos), isolated_rel_l2=_r(iso_rel))
-            used = layer.extra.get("isolated_inputs") or {}
-            if used.get("reference"):
-                evidence["inputs_from_reference"] = list(used["reference"])
-            if used.get("recomputed"):
-                evidence["recomputed_from"] = sorted({t for names in used["recomputed"].values() for t in names})
+            evidence = _isolated_evidence(layer)
             iso_ok = iso_cos >= th.cosine and (iso_rel is None or iso_rel <= th.rel_l2)
             noise = None if iso_ok else isolated_noise(context, layer, iso_cos, iso_rel)
             if noise is not None:
@@ -72,6 +75,24 @@ def propagation(context: Context) -> Iterator[Finding]:
         yield _accumulated(context, accumulated, within_noise)
 
 
+def _isolated_evidence(layer: LayerResult) -> dict:
+    """The measured facts of a layer with an isolated re-run: its metrics, the isolated ones, where its inputs came from."""
+    m, iso = layer.metrics, layer.extra["isolated"]
+    evidence = {"cosine": _r(m.cosine), "rel_l2": _r(m.rel_l2), "error_gain": _r(layer.error_gain),
+                "isolated_cosine": _r(iso.get("cosine")), "isolated_rel_l2": _r(iso.get("rel_l2"))}
+    used = layer.extra.get("isolated_inputs") or {}
+    if used.get("reference"):
+        evidence["inputs_from_reference"] = list(used["reference"])
+    if used.get("recomputed"):
+        evidence["recomputed_from"] = sorted({t for names in used["recomputed"].values() for t in names})
+    return evidence
+
+
+def _diverged_upstream(layer: LayerResult, by_name: dict[str, LayerResult]) -> list[str]:
+    """The nearest compared tensors before ``layer`` that diverge (the error it inherits besides its own)."""
+    return [u.name for u in _compared_upstream(layer, by_name) if u.status == "diverged"]
+
+
 def _unchanged(context: Context, layer: LayerResult) -> bool:
     """True when the target holds exactly the reference's values (NaN and Inf in the same places)."""
     pair = context.cached_pair(layer)
@@ -90,6 +111,10 @@ def _introduced(context: Context, layer: LayerResult, evidence: dict, isolated: 
     op = layer.op_type or "layer"
     named = f"{layer.name} ({layer.op_type})" if layer.op_type else layer.name  # dumps may not know the op
     by_name = {x.name: x for x in context.report.layers}
+    again = ""
+    if evidence.get("after_origins"):
+        again = (f" This is a second introduction point: its inputs already diverge "
+                 f"({', '.join(evidence['after_origins'])}), but that does not explain its own error.")
     if isolated and evidence.get("recomputed_from"):
         start = ", ".join(evidence["recomputed_from"])
         message = (f"{named} or the ops just before it are wrong: its inputs were not dumped, so the "
@@ -107,6 +132,7 @@ def _introduced(context: Context, layer: LayerResult, evidence: dict, isolated: 
         evidence["upstream_compared"] = [u.name for u in upstream]
         message = (f"{named} introduces the error: {where}, but its output does not "
                    f"({_describe_error(evidence)}{gain_phrase(evidence.get('error_gain'))}).")
+    message += again
     if isolated and evidence.get("inputs_from_reference"):
         message += (f" The target did not dump {', '.join(evidence['inputs_from_reference'])}: the reference's value "
                     "stood in.")

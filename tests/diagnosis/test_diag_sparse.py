@@ -147,3 +147,47 @@ def test_slim320_with_only_boxes_and_scores_dumped():
         assert not any("inputs match" in f.message or f.kind == "introduced_error" for f in report.findings), name
     assert _kinds(report)[1:] == [("unexplained_divergence", "boxes")]
     assert "dump more tensors before boxes" in report.findings[1].suggestion
+
+
+@pytest.mark.parametrize("isolated", ["origins", "all"])
+def test_two_faults_in_a_sparse_dump_both_named(tmp_path: Path, isolated: str) -> None:
+    """A Resize with align_corners and a final Softmax on axis 3, the board dumping input, r1, c2 and prob: the
+    Resize is named at the origin c2, and prob, whose input already diverges but whose re-run from c2 is itself
+    wrong, is a second introduction point: the axis rule runs on it too (issue 21 audit)."""
+    device = _model(tmp_path / "device.onnx", resize=ALIGN_CORNERS, axis=3)
+    report = netdiff.compare(_model(tmp_path / "ref.onnx"), _board_dump(device, tmp_path / "dump"), {"input": INPUT},
+                             isolated=isolated)
+    assert report.origins == ["c2"]
+    kinds = _kinds(report)
+    assert ("resize_semantics", "c2") in kinds and ("axis_semantics", "prob") in kinds
+    assert "introduced_error" not in [k for k, _ in kinds]
+    axis = next(f for f in report.findings if f.kind == "axis_semantics")
+    assert axis.evidence["target_axis"] == 3 and axis.evidence["started_from"] == ["c2"]
+    assert report.layers[[x.name for x in report.layers].index("prob")].extra["isolated"]["cosine"] < 0.9
+
+
+def test_second_fault_no_rule_names_is_an_introduced_error(tmp_path: Path) -> None:
+    """The Resize fault plus wrong weights in the last Conv (no semantic variant reproduces them): prob gets
+    introduced_error as a second introduction point, saying its inputs already diverge."""
+    device = _model(tmp_path / "device.onnx", resize=ALIGN_CORNERS, noise=0.5)
+    report = netdiff.compare(_model(tmp_path / "ref.onnx"), _board_dump(device, tmp_path / "dump"), {"input": INPUT})
+    assert ("resize_semantics", "c2") in _kinds(report)
+    intro = next(f for f in report.findings if f.kind == "introduced_error")
+    assert intro.layer == "prob" and intro.evidence["after_origins"] == ["c2"]
+    assert intro.evidence["recomputed_from"] == ["c2"] and "second introduction point" in intro.message
+    assert not [f for f in report.findings if f.kind == "axis_semantics"]
+
+
+@pytest.mark.parametrize("isolated", ["origins", "all"])
+def test_layer_that_only_inherits_is_no_second_introduction(tmp_path: Path, isolated: str) -> None:
+    """Only the Resize is wrong: prob diverges too (it inherits c2's error), but its re-run from c2 reproduces the
+    target, so it gets no finding of its own."""
+    device = _model(tmp_path / "device.onnx", resize=ALIGN_CORNERS)
+    report = netdiff.compare(_model(tmp_path / "ref.onnx"), _board_dump(device, tmp_path / "dump"), {"input": INPUT},
+                             isolated=isolated)
+    prob = report.layers[[x.name for x in report.layers].index("prob")]
+    assert prob.status == "diverged" and not prob.introduced
+    if "isolated" in prob.extra:
+        assert prob.extra["isolated"]["cosine"] > 0.9999
+    assert _kinds(report) == [("resize_semantics", "c2")]
+
