@@ -43,6 +43,17 @@ def kind_of(mode: int) -> str:
     return "not a regular file"
 
 
+def _stat(path: str | os.PathLike[str], what: str, error: type[Exception], missing: str | None = None
+          ) -> os.stat_result:
+    """``os.stat`` (following links) with one-line errors naming ``what``."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        raise error(missing or f"{path}: cannot read the {what} (not found)") from None
+    except (OSError, ValueError) as e:
+        raise error(f"{path}: cannot open the {what} ({_why(e)})") from None
+
+
 def check_regular(path: str | os.PathLike[str], what: str = "file",
                   error: type[Exception] = InputError) -> os.stat_result:
     """Stat ``path`` (following links) and require a regular file.
@@ -50,12 +61,7 @@ def check_regular(path: str | os.PathLike[str], what: str = "file",
     Raises:
         error: Missing, or a directory, FIFO, device or socket.
     """
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise error(f"{path}: cannot read the {what} (not found)") from None
-    except (OSError, ValueError) as e:
-        raise error(f"{path}: cannot open the {what} ({_why(e)})") from None
+    st = _stat(path, what, error)
     if not stat.S_ISREG(st.st_mode):
         raise error(f"{path}: {what} is {kind_of(st.st_mode)} (expected a regular file)")
     return st
@@ -64,12 +70,7 @@ def check_regular(path: str | os.PathLike[str], what: str = "file",
 def check_directory(path: str | os.PathLike[str], what: str = "directory",
                     error: type[Exception] = InputError) -> None:
     """Require ``path`` to be a directory."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise error(f"{path}: cannot read the {what} (not found)") from None
-    except (OSError, ValueError) as e:
-        raise error(f"{path}: cannot open the {what} ({_why(e)})") from None
+    st = _stat(path, what, error)
     if not stat.S_ISDIR(st.st_mode):
         raise error(f"{path}: {what} is {kind_of(st.st_mode) if not stat.S_ISREG(st.st_mode) else 'a file'} "
                     "(expected a directory)")
@@ -78,12 +79,7 @@ def check_directory(path: str | os.PathLike[str], what: str = "directory",
 def check_file_or_directory(path: str | os.PathLike[str], what: str = "input",
                             error: type[Exception] = InputError) -> None:
     """Require ``path`` to be a regular file or a directory (never a FIFO or a device)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise error(f"{path}: no such file or directory") from None
-    except (OSError, ValueError) as e:
-        raise error(f"{path}: cannot open the {what} ({_why(e)})") from None
+    st = _stat(path, what, error, missing=f"{path}: no such file or directory")
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
         raise error(f"{path}: {what} is {kind_of(st.st_mode)} (expected a regular file or a directory)")
 
