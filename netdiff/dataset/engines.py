@@ -14,7 +14,7 @@ import pickle
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from netdiff.dataset.evaluate import Evaluator, Job, SampleResult
+from netdiff.dataset.evaluate import BLOCK, Evaluator, Job, SampleResult
 from netdiff.errors import NetdiffError
 
 ENGINES = ("local", "dask")
@@ -57,7 +57,7 @@ def evaluate_batch(job: Job, batch: Sequence[tuple[int, Any]]) -> list[SampleRes
     evaluator = _evaluator(job)
     previous = set_session_threads(1)  # sessions a target creates lazily (simulators) stay single-threaded
     try:
-        return [evaluator.evaluate(i, s) for i, s in batch]
+        return evaluator.evaluate_many(batch)
     finally:
         set_session_threads(previous)
 
@@ -72,8 +72,8 @@ def run_samples(job: Job, samples: Sequence[Any], *, jobs: int = 1, engine: str 
     if engine == "dask":
         yield from _dask(job, indexed, address)
     elif jobs <= 1 or len(indexed) <= 1:
-        for i, sample in indexed:
-            yield from evaluate_batch(job, [(i, sample)])
+        for start in range(0, len(indexed), BLOCK):
+            yield from evaluate_batch(job, indexed[start:start + BLOCK])
     else:
         yield from _processes(job, indexed, jobs)
 

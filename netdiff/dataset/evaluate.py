@@ -243,6 +243,10 @@ class _ModelRunner:
         return out
 
 
+#: Samples run stage by stage together (bounded: at most this many samples' tensors are held at once).
+BLOCK = 16
+
+
 class Evaluator:
     """Both sides of a :class:`Job`, built once; :meth:`evaluate` measures one sample."""
 
@@ -281,14 +285,49 @@ class Evaluator:
 
     def evaluate(self, index: int, sample: Any) -> SampleResult:
         """Measure one sample (a sample that cannot be run gives an ``error`` record, not an exception)."""
-        try:
-            feeds = self.feeds(sample)
-            ref = self.reference.run(feeds)
-            tgt = self.target_values(sample, feeds, ref)
-        except NetdiffError as e:
-            n = len(self.plan.names)
-            return SampleResult(index, sample.id, np.full(n, np.nan), np.full(n, np.nan), ["error"] * n, None,
-                                error=str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return self.evaluate_many([(index, sample)])[0]
+
+    def evaluate_many(self, batch: Sequence[tuple[int, Any]]) -> list[SampleResult]:
+        """Measure ``(index, sample)`` pairs, :data:`BLOCK` at a time: the reference runs over a block,
+        then the target over it, then each sample is measured (each stage's code and weights stay in
+        the caches: on small models that is a third of the per-sample cost). Results are those of
+        measuring each sample alone."""
+        out: list[SampleResult] = []
+        for start in range(0, len(batch), BLOCK):
+            out.extend(self._block(batch[start:start + BLOCK]))
+        return out
+
+    def _block(self, block: Sequence[tuple[int, Any]]) -> list[SampleResult]:
+        errors: dict[int, str] = {}
+        feeds: list[Any] = [None] * len(block)
+        refs: list[Any] = [None] * len(block)
+        tgts: list[Any] = [None] * len(block)
+        for stage in range(3):
+            for k, (_, sample) in enumerate(block):
+                if k in errors:
+                    continue
+                try:
+                    if stage == 0:
+                        feeds[k] = self.feeds(sample)
+                    elif stage == 1:
+                        refs[k] = self.reference.run(feeds[k])
+                    else:
+                        tgts[k] = self.target_values(sample, feeds[k], refs[k])
+                except NetdiffError as e:
+                    errors[k] = str(e).splitlines()[0] if str(e) else type(e).__name__
+        out = []
+        n = len(self.plan.names)
+        for k, (index, sample) in enumerate(block):
+            if k in errors:
+                out.append(SampleResult(index, sample.id, np.full(n, np.nan), np.full(n, np.nan), ["error"] * n,
+                                        None, error=errors[k]))
+            else:
+                out.append(self._measured(index, sample, refs[k], tgts[k]))
+            feeds[k] = refs[k] = tgts[k] = None  # each sample's tensors freed once measured
+        return out
+
+    def _measured(self, index: int, sample: Any, ref: dict[str, np.ndarray], tgt: dict[str, np.ndarray]
+                  ) -> SampleResult:
         stats: dict[str, tuple[float, float]] = {}
         cosine, rel, status = measure(self.plan, ref, tgt, stats)
         if self.plan.precision is not None and "diverged" in status:
@@ -299,7 +338,6 @@ class Evaluator:
         task = sample_task(self.plan, ref, tgt)
         boxes = sample_boxes(self.plan, ref, tgt) if self.plan.heads else {}
         return SampleResult(index, sample.id, cosine, rel, status, first, task, boxes)
-
 
     def _within_noise(self, ref: Mapping[str, np.ndarray], rel: np.ndarray, status: list[str],
                       stats: Mapping[str, tuple[float, float]] | None = None) -> None:
@@ -383,30 +421,101 @@ def _as_dump(values: Mapping[str, np.ndarray]) -> Dump:
 def measure(plan: Plan, ref: Mapping[str, np.ndarray], tgt: Mapping[str, np.ndarray],
             stats: dict[str, tuple[float, float]] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Cosine, rel_l2 and status of every planned pair of one sample (and into ``stats``, the
-    reference's (rms, max - min) of the pairs the kernel measured, for the noise model)."""
-    from netdiff.metrics import EPS, _fast, cosine_from_sums
+    reference's (rms, max - min) of the pairs the kernel measured, for the noise model).
+
+    Every pair the metrics kernel takes is measured in one call (``stats_pairs``: the sums of
+    ``stats``, bit-identical) and turned into metrics over all the pairs at once with the formulas
+    of :func:`netdiff.metrics.cosine_from_sums`; the others go through :func:`_measure_pairs`."""
+    from netdiff.metrics import EPS, _fast
 
     n = len(plan.names)
     cosine, rel = np.full(n, np.nan), np.full(n, np.nan)
     status = ["error"] * n
+    rs = [ref.get(name) for name in plan.names]
+    ts = [tgt.get(name) for name in plan.targets]
+    for i, transform in enumerate(plan.transforms):
+        if transform is None:
+            continue
+        r, t = rs[i], ts[i]
+        if r is None or t is None:
+            continue
+        try:
+            ts[i] = transform.apply(np.asarray(t), tuple(np.asarray(r).shape))
+        except ValueError:
+            ts[i] = None  # not comparable: "error", as a missing tensor
+    if _fast is None or not hasattr(_fast, "stats_pairs"):
+        _measure_pairs(plan, range(n), rs, ts, cosine, rel, status, stats)
+        return cosine, rel, status
+    sums = np.empty((n, _PAIR_FIELDS))
+    taken = _fast.stats_pairs(rs, ts, EPS, sums)
+    if taken < n:
+        _measure_pairs(plan, np.flatnonzero(sums[:, 0] != 1.0).tolist(), rs, ts, cosine, rel, status, stats)
+    if taken:
+        _from_sums(plan, sums, cosine, rel, status, stats, rs, ts)
+    return cosine, rel, status
+
+
+_PAIR_FIELDS = 10  # the columns stats_pairs writes (netdiff/_fastmetrics.c)
+_STATUS = ("diverged", "ok")
+
+
+def _from_sums(plan: Plan, sums: np.ndarray, cosine: np.ndarray, rel: np.ndarray, status: list[str],
+               stats: dict[str, tuple[float, float]] | None, rs: list[Any], ts: list[Any]) -> None:
+    """Metrics of the pairs ``stats_pairs`` took, all at once: :func:`netdiff.metrics.cosine_from_sums`
+    and sqrt(dd / rr) in the same float64 operations (``** 2`` in Python as there: libm's pow), the
+    report's status rule; a pair with NaN/Inf or an all-zero side goes through :func:`_exact`."""
+    from netdiff.metrics import NEAR
+
+    taken = sums[:, 0] == 1.0
+    rr, xx, rx, dd, count, s2, lo, hi, bad = sums.T[1:]
+    if stats is not None:
+        with np.errstate(all="ignore"):
+            seen = np.flatnonzero(taken & (count > 0))
+            rms, span = np.sqrt(s2[seen] / count[seen]).tolist(), (hi[seen] - lo[seen]).tolist()
+        names = plan.names
+        for k, i in enumerate(seen.tolist()):
+            stats[names[i]] = (rms[k], span[k])
+    good = taken & (bad == 0) & (rr > 0) & (xx > 0)
+    th = plan.thresholds
+    if not good.all():
+        for i in np.flatnonzero(taken & ~good).tolist():
+            cosine[i], rel[i], status[i] = _exact(np.asarray(rs[i]), np.asarray(ts[i]), th)
+    idx = np.flatnonzero(good)
+    if not idx.size:
+        return
+    rr, xx, rx, dd = rr[idx], xx[idx], rx[idx], dd[idx]
+    rn, xn = np.sqrt(rr), np.sqrt(xx)
+    square = np.array([v ** 2 for v in (xn - rn).tolist()])
+    near = dd <= (NEAR * NEAR) * np.minimum(rr, xx)
+    with np.errstate(all="ignore"):
+        c = np.where(near, 1.0 - (dd - square) / (2.0 * rn * xn), rx / (rn * xn))
+        c = np.maximum(np.minimum(c, 1.0), -1.0)
+        e = np.sqrt(dd / rr)
+    ok = ((c >= th.cosine) & (e <= th.rel_l2)).tolist()
+    cosine[idx], rel[idx] = c, e
+    for i, k in zip(idx.tolist(), ok):
+        status[i] = _STATUS[k]
+
+
+def _measure_pairs(plan: Plan, indices: Any, rs: list[Any], ts: list[Any], cosine: np.ndarray, rel: np.ndarray,
+                   status: list[str], stats: dict[str, tuple[float, float]] | None) -> None:
+    """The pairs ``indices`` one by one (targets already transformed): the metrics kernel's ``stats``
+    when both sides are contiguous floats, else all at once in float64 (:func:`_measure_numpy`)."""
+    from netdiff.metrics import EPS, _fast, cosine_from_sums
+
     th = plan.thresholds
     min_cos, max_rel = th.cosine, th.rel_l2
     stats_fn = _fast.stats if _fast is not None else None
     ndarray = np.ndarray
-    rs, ts, idx = [], [], []
-    for i, (name, tname, transform) in enumerate(zip(plan.names, plan.targets, plan.transforms)):
-        r, t = ref.get(name), tgt.get(tname)
+    rest, rest_t, idx = [], [], []
+    for i in indices:
+        r, t = rs[i], ts[i]
         if r is None or t is None:
             continue
         if type(r) is not ndarray:
             r = np.asarray(r)
         if type(t) is not ndarray:
             t = np.asarray(t)
-        try:
-            if transform is not None:
-                t = transform.apply(t, tuple(r.shape))
-        except ValueError:
-            continue
         if t.size != r.size or r.size == 0 or r.dtype.kind not in "fiub" or t.dtype.kind not in "fiub":
             continue
         kr, kt = _kind(r.dtype), _kind(t.dtype)
@@ -415,7 +524,7 @@ def measure(plan: Plan, ref: Mapping[str, np.ndarray], tgt: Mapping[str, np.ndar
             d = stats_fn(r.reshape(-1), t.reshape(-1), kr, kt, EPS, None, 0, 0, 0)  # the metrics' C kernel
             side, other = d["ref"], d["tgt"]
             if stats is not None and side[0]:
-                stats[name] = (math.sqrt(side[4] / side[0]), side[6] - side[5])
+                stats[plan.names[i]] = (math.sqrt(side[4] / side[0]), side[6] - side[5])
             rr, xx = d["rr"], d["xx"]
             if not (side[1] + side[2] + other[1] + other[2]) and rr > 0 and xx > 0:
                 c = min(cosine_from_sums(rr, xx, d["dd"], d["rx"]), 1.0)
@@ -425,12 +534,11 @@ def measure(plan: Plan, ref: Mapping[str, np.ndarray], tgt: Mapping[str, np.ndar
             else:
                 cosine[i], rel[i], status[i] = _exact(r, t, th)
             continue
-        rs.append(r.reshape(-1))
-        ts.append(t.reshape(-1))
+        rest.append(r.reshape(-1))
+        rest_t.append(t.reshape(-1))
         idx.append(i)
     if idx:
-        _measure_numpy(rs, ts, idx, th, cosine, rel, status)
-    return cosine, rel, status
+        _measure_numpy(rest, rest_t, idx, th, cosine, rel, status)
 
 
 _KIND_OF: dict[Any, int] = {}
