@@ -19,7 +19,7 @@ from typing import Any
 
 from netdiff.dataset.aggregate import Aggregate, apply
 from netdiff.dataset.engines import ENGINES, default_jobs, run_samples
-from netdiff.dataset.evaluate import Job, ModelSource, converted_sources, plan_from_report
+from netdiff.dataset.evaluate import BLOCK, Job, ModelSource, converted_sources, plan_from_report
 from netdiff.dataset.task import infer_tasks, load_labels, parse_task_args
 from netdiff.errors import InputError
 from netdiff.progress import NullProgress, Progress
@@ -153,9 +153,14 @@ def _evaluate(items: Sequence[Any], full: Callable[[Any], Report], make_job: Cal
     job = make_job(plan)
     progress.start(f"comparing {len(items)} samples", len(items))
     try:
+        pending: list[Any] = []
         for result in run_samples(job, items, jobs=jobs or default_jobs(), engine=engine, address=address):
-            aggregate.add(result)
+            pending.append(result)
+            if len(pending) >= BLOCK:  # folded a block at a time (bounded)
+                aggregate.add_many(pending)
+                pending.clear()
             progress.advance()
+        aggregate.add_many(pending)
     finally:
         progress.stop()
     reports: dict[int, Report] = {0: first}

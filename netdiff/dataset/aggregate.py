@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netdiff.dataset.evaluate import Plan, SampleResult, output_cosine
-from netdiff.dataset.stats import LayerStats, log_bin, BINS, bin_upper
+from netdiff.dataset.stats import BINS, LayerStats, LayerTable, bin_upper, log_bin
 from netdiff.dataset.task import ClassificationStats, DetectionStats
 from netdiff.types import Finding, Report, _json_number
 
@@ -25,48 +25,66 @@ class Aggregate:
     plan: Plan
     worst_k: int = 1
     labels: Mapping[str, int] = field(default_factory=dict)
-    layers: list[LayerStats] = field(default_factory=list)
+    table: LayerTable = field(init=False)
     classification: dict[str, ClassificationStats] = field(default_factory=dict)
     detection: dict[str, DetectionStats] = field(default_factory=dict)
     records: list[tuple] = field(default_factory=list)
     output_hist: np.ndarray = field(default_factory=lambda: np.zeros(BINS, np.int64))
     errors: int = 0
     _worst: list[tuple] = field(default_factory=list)
+    _layers: list[LayerStats] | None = None
 
     def __post_init__(self) -> None:
-        self.layers = [LayerStats() for _ in self.plan.names]
+        self.table = LayerTable(len(self.plan.names))
         self.classification = {t.output: ClassificationStats(t.output) for t in self.plan.tasks
                                if t.kind == "classification"}
         self.detection = {h.scores: DetectionStats(h.scores) for h in self.plan.heads}
 
     def add(self, result: SampleResult) -> None:
         """Count one sample (call in sample order)."""
+        self.add_many([result])
+
+    def add_many(self, results: list[SampleResult]) -> None:
+        """Count samples (in sample order): the layer statistics of the block at once in numpy."""
         plan = self.plan
-        first = result.first_divergence
-        if result.error is None:
-            for i, stats in enumerate(self.layers):
-                stats.add(result.id, float(result.cosine[i]), float(result.rel_l2[i]), result.status[i], i == first)
-        else:
-            self.errors += 1
-        out_cos = output_cosine(plan, result.cosine) if result.error is None else math.nan
-        self.output_hist[log_bin(1.0 - out_cos if not math.isnan(out_cos) else math.nan)] += 1
-        for name, stats in self.classification.items():
-            if result.error is None:
-                stats.add(result.id, result.task.get(name), self.labels.get(result.id))
-        for name, stats in self.detection.items():
-            if result.error is None:
-                stats.add(result.id, result.boxes.get(name))
-        diverged = sum(s == "diverged" for s in result.status)
-        self.records.append((result.id, plan.names[first] if first is not None else None, out_cos,
-                             tuple(float(result.cosine[i]) for i in plan.outputs),
-                             tuple(float(result.rel_l2[i]) for i in plan.outputs), result.task, result.boxes,
-                             result.error))
-        out_diverged = sum(result.status[i] == "diverged" for i in plan.outputs)
-        key = (out_diverged, diverged, -_low(out_cos), -result.index)  # larger is worse
-        if len(self._worst) < self.worst_k:
-            heapq.heappush(self._worst, (key, result.index, result.id))
-        elif key > self._worst[0][0]:
-            heapq.heapreplace(self._worst, (key, result.index, result.id))
+        n = len(plan.names)
+        good = [r for r in results if r.error is None]
+        self.errors += len(results) - len(good)
+        if good:
+            cosine = np.array([r.cosine for r in good], np.float64).reshape(len(good), n)
+            rel = np.array([r.rel_l2 for r in good], np.float64).reshape(len(good), n)
+            self.table.add_block([r.id for r in good], cosine, rel, [r.status for r in good],
+                                 [r.first_divergence for r in good])
+            self._layers = None
+        outputs = plan.outputs
+        for result in results:
+            first = result.first_divergence
+            ok = result.error is None
+            out_cos = output_cosine(plan, result.cosine) if ok else math.nan
+            self.output_hist[log_bin(1.0 - out_cos if not math.isnan(out_cos) else math.nan)] += 1
+            if ok:
+                for name, stats in self.classification.items():
+                    stats.add(result.id, result.task.get(name), self.labels.get(result.id))
+                for name, stats in self.detection.items():
+                    stats.add(result.id, result.boxes.get(name))
+            status = result.status
+            diverged = status.count("diverged")
+            self.records.append((result.id, plan.names[first] if first is not None else None, out_cos,
+                                 tuple(result.cosine[outputs].tolist()), tuple(result.rel_l2[outputs].tolist()),
+                                 result.task, result.boxes, result.error))
+            out_diverged = sum(status[i] == "diverged" for i in outputs)
+            key = (out_diverged, diverged, -_low(out_cos), -result.index)  # larger is worse
+            if len(self._worst) < self.worst_k:
+                heapq.heappush(self._worst, (key, result.index, result.id))
+            elif key > self._worst[0][0]:
+                heapq.heapreplace(self._worst, (key, result.index, result.id))
+
+    @property
+    def layers(self) -> list[LayerStats]:
+        """Per planned layer, its statistics over the samples counted so far."""
+        if self._layers is None:
+            self._layers = [self.table.layer(i) for i in range(self.table.n)]
+        return self._layers
 
     def worst(self) -> list[tuple[int, str]]:
         """(index, id) of the worst samples, worst first."""

@@ -463,35 +463,43 @@ def _from_sums(plan: Plan, sums: np.ndarray, cosine: np.ndarray, rel: np.ndarray
                stats: dict[str, tuple[float, float]] | None, rs: list[Any], ts: list[Any]) -> None:
     """Metrics of the pairs ``stats_pairs`` took, all at once: :func:`netdiff.metrics.cosine_from_sums`
     and sqrt(dd / rr) in the same float64 operations (``** 2`` in Python as there: libm's pow), the
-    report's status rule; a pair with NaN/Inf or an all-zero side goes through :func:`_exact`."""
+    report's status rule; a pair with NaN/Inf or an all-zero side goes through :func:`_exact`.
+    (No floating-point warning can arise: the pairs computed here have finite sums, rr > 0, xx > 0.)"""
     from netdiff.metrics import NEAR
 
-    taken = sums[:, 0] == 1.0
-    rr, xx, rx, dd, count, s2, lo, hi, bad = sums.T[1:]
+    taken, rr, xx, rx, dd, count, s2, lo, hi, bad = sums.T
+    taken = taken == 1.0
     if stats is not None:
-        with np.errstate(all="ignore"):
-            seen = np.flatnonzero(taken & (count > 0))
-            rms, span = np.sqrt(s2[seen] / count[seen]).tolist(), (hi[seen] - lo[seen]).tolist()
+        seen = taken & (count > 0)
         names = plan.names
-        for k, i in enumerate(seen.tolist()):
-            stats[names[i]] = (rms[k], span[k])
+        if seen.all():
+            for name, r, span in zip(names, np.sqrt(s2 / count).tolist(), (hi - lo).tolist()):
+                stats[name] = (r, span)
+        else:
+            seen = np.flatnonzero(seen)
+            for i, r, span in zip(seen.tolist(), np.sqrt(s2[seen] / count[seen]).tolist(),
+                                  (hi[seen] - lo[seen]).tolist()):
+                stats[names[i]] = (r, span)
     good = taken & (bad == 0) & (rr > 0) & (xx > 0)
     th = plan.thresholds
-    if not good.all():
+    every = good.all()
+    if not every:
         for i in np.flatnonzero(taken & ~good).tolist():
             cosine[i], rel[i], status[i] = _exact(np.asarray(rs[i]), np.asarray(ts[i]), th)
-    idx = np.flatnonzero(good)
-    if not idx.size:
-        return
-    rr, xx, rx, dd = rr[idx], xx[idx], rx[idx], dd[idx]
+        idx = np.flatnonzero(good)
+        if not idx.size:
+            return
+        rr, xx, rx, dd = rr[idx], xx[idx], rx[idx], dd[idx]
     rn, xn = np.sqrt(rr), np.sqrt(xx)
     square = np.array([v ** 2 for v in (xn - rn).tolist()])
-    near = dd <= (NEAR * NEAR) * np.minimum(rr, xx)
-    with np.errstate(all="ignore"):
-        c = np.where(near, 1.0 - (dd - square) / (2.0 * rn * xn), rx / (rn * xn))
-        c = np.maximum(np.minimum(c, 1.0), -1.0)
-        e = np.sqrt(dd / rr)
+    c = np.where(dd <= (NEAR * NEAR) * np.minimum(rr, xx), 1.0 - (dd - square) / (2.0 * rn * xn), rx / (rn * xn))
+    c = np.maximum(np.minimum(c, 1.0), -1.0)
+    e = np.sqrt(dd / rr)
     ok = ((c >= th.cosine) & (e <= th.rel_l2)).tolist()
+    if every:
+        cosine[:], rel[:] = c, e
+        status[:] = [_STATUS[k] for k in ok]
+        return
     cosine[idx], rel[idx] = c, e
     for i, k in zip(idx.tolist(), ok):
         status[i] = _STATUS[k]

@@ -31,6 +31,21 @@ def log_bin(value: float) -> int:
     return 1 + min(BINS - 3, int(math.log10(value / LOW) * PER_DECADE))
 
 
+def log_bins(values: np.ndarray) -> np.ndarray:
+    """:func:`log_bin` of every value at once (the same bins: a value within 1e-9 of a bin edge,
+    where numpy's log10 and math.log10 may round apart, goes through :func:`log_bin`)."""
+    v = np.asarray(values, np.float64)
+    out = np.where(np.isnan(v) | (v >= HIGH), BINS - 1, 0)
+    mid = np.flatnonzero((v > LOW) & (v < HIGH))
+    if mid.size:
+        x = np.log10(v.flat[mid] / LOW) * PER_DECADE
+        bins = 1 + np.minimum(BINS - 3, x.astype(np.int64))
+        for k in np.flatnonzero(np.abs(x - np.rint(x)) < 1e-9).tolist():
+            bins[k] = log_bin(float(v.flat[mid[k]]))
+        out.flat[mid] = bins
+    return out
+
+
 def bin_upper(index: int) -> float:
     """The upper (bad) edge of a bin."""
     if index == 0:
@@ -117,6 +132,83 @@ class LayerStats:
             "undefined": self.nan,
             "first_divergence_of": self.first_divergence,
         }
+
+
+class LayerTable:
+    """The :class:`LayerStats` of every layer, folded a block of samples at a time in numpy (the
+    same numbers as :meth:`LayerStats.add` sample by sample: sums accumulated in sample order, the
+    first worst sample kept)."""
+
+    def __init__(self, layers: int) -> None:
+        self.n = layers
+        self.count = 0
+        self.nan = np.zeros(layers, np.int64)
+        self.sum_cosine = np.zeros(layers)
+        self.sum_rel_l2 = np.zeros(layers)
+        self.worst_low = np.full(layers, math.inf)  # worst cosine with NaN as -inf
+        self.worst_cosine = np.full(layers, math.inf)
+        self.worst_sample: list[str | None] = [None] * layers
+        self.worst_rel_l2 = np.full(layers, -math.inf)
+        self.worst_rel_l2_sample: list[str | None] = [None] * layers
+        self.diverged = np.zeros(layers, np.int64)
+        self.diverged_ids: list[list[str]] = [[] for _ in range(layers)]
+        self.noisy = np.zeros(layers, np.int64)
+        self.first_divergence = np.zeros(layers, np.int64)
+        self.first_divergence_worst: list[tuple[float, str] | None] = [None] * layers
+        self.hist = np.zeros((2, layers, BINS), np.int64)  # 1 - cosine, rel_l2
+
+    def add_block(self, ids: list[str], cosine: np.ndarray, rel_l2: np.ndarray, status: list[list[str]],
+                  firsts: list[int | None]) -> None:
+        """Count samples (in sample order): ``cosine`` and ``rel_l2`` are (samples, layers)."""
+        b, n = cosine.shape
+        if not b:
+            return
+        self.count += b
+        diverged = np.array([[x == "diverged" for x in row] for row in status], bool).reshape(b, n)
+        noisy = np.array([[x == "noisy" for x in row] for row in status], bool).reshape(b, n)
+        self.diverged += diverged.sum(axis=0)
+        self.noisy += noisy.sum(axis=0)
+        for i in np.flatnonzero(diverged.any(axis=0)).tolist():
+            kept = self.diverged_ids[i]
+            if len(kept) < KEEP_IDS:
+                kept.extend(ids[k] for k in np.flatnonzero(diverged[:, i])[:KEEP_IDS - len(kept)].tolist())
+        for k, first in enumerate(firsts):
+            if first is not None:
+                self.first_divergence[first] += 1
+                key = (_low(float(cosine[k, first])), ids[k])
+                worst = self.first_divergence_worst[first]
+                if worst is None or key[0] < worst[0]:
+                    self.first_divergence_worst[first] = key
+        cos_nan, rel_nan = np.isnan(cosine), np.isnan(rel_l2)
+        undefined = cos_nan | rel_nan
+        self.nan += undefined.sum(axis=0)
+        # sums in sample order (cumsum adds row after row; an undefined sample adds exactly 0.0)
+        self.sum_cosine = np.cumsum(np.vstack([self.sum_cosine, np.where(undefined, 0.0, cosine)]), axis=0)[-1]
+        self.sum_rel_l2 = np.cumsum(np.vstack([self.sum_rel_l2, np.where(undefined, 0.0, rel_l2)]), axis=0)[-1]
+        low = np.where(cos_nan, -math.inf, cosine)
+        at = low.argmin(axis=0)  # first sample of the lowest
+        cols = np.arange(n)
+        lowest = low[at, cols]
+        for i in np.flatnonzero((lowest < self.worst_low) | np.array([w is None for w in self.worst_sample])).tolist():
+            self.worst_low[i], self.worst_cosine[i] = lowest[i], cosine[at[i], i]
+            self.worst_sample[i] = ids[at[i]]
+        rel = np.where(rel_nan, math.inf, rel_l2)
+        at = rel.argmax(axis=0)
+        highest = rel[at, cols]
+        for i in np.flatnonzero(highest > self.worst_rel_l2).tolist():
+            self.worst_rel_l2[i], self.worst_rel_l2_sample[i] = highest[i], ids[at[i]]
+        bins = np.stack([log_bins(1.0 - cosine), log_bins(rel_l2)])  # (2, samples, layers); NaN: the last bin
+        flat = (np.arange(2)[:, None, None] * n + cols[None, None, :]) * BINS + bins
+        self.hist += np.bincount(flat.ravel(), minlength=2 * n * BINS).reshape(2, n, BINS)
+
+    def layer(self, i: int) -> LayerStats:
+        """Layer ``i``'s statistics so far."""
+        worst = float(self.worst_cosine[i]) if self.worst_sample[i] is not None else math.inf
+        return LayerStats(self.count, int(self.nan[i]), float(self.sum_cosine[i]), float(self.sum_rel_l2[i]), worst,
+                          self.worst_sample[i], float(self.worst_rel_l2[i]), self.worst_rel_l2_sample[i],
+                          int(self.diverged[i]), list(self.diverged_ids[i]), int(self.noisy[i]),
+                          int(self.first_divergence[i]), self.first_divergence_worst[i],
+                          self.hist[0, i].copy(), self.hist[1, i].copy())
 
 
 def _low(value: float, nan: float = -math.inf) -> float:
