@@ -582,8 +582,13 @@ static PyObject *histograms(PyObject *self, PyObject *args) {
         Py_BEGIN_ALLOW_THREADS
         /* Runs of HIST_RUN contiguous pairs, one run every step * HIST_RUN pairs: the same number
          * of pairs as every step-th one, evenly spread, but read as whole cache lines. */
+        static const int item[3] = {8, 4, 2};
         for (Py_ssize_t start = 0; start < p.size; start += step * HIST_RUN) {
-            Py_ssize_t stop = start + HIST_RUN < p.size ? start + HIST_RUN : p.size;
+            Py_ssize_t stop = start + HIST_RUN < p.size ? start + HIST_RUN : p.size, next = start + step * HIST_RUN;
+            for (int line = 0; line < HIST_RUN * item[p.kr]; line += 64) /* the next run's lines */
+                ND_PREFETCH((const char *)p.r, next * item[p.kr] + line);
+            for (int line = 0; line < HIST_RUN * item[p.kx]; line += 64)
+                ND_PREFETCH((const char *)p.x, next * item[p.kx] + line);
             for (Py_ssize_t i = start; i < stop; i++) {
                 double u = element(p.r, p.kr, i), v = element(p.x, p.kx, i);
                 if (!(isfinite(u) && isfinite(v))) continue;
