@@ -264,7 +264,14 @@ class Evaluator:
         self._steps: tuple[tuple[str, ...], list] | None = None
 
     def feeds(self, sample: Any) -> dict[str, np.ndarray]:
-        """The sample's model inputs."""
+        """The sample's model inputs (a single-input model's ``.npy`` sample read directly, as
+        :func:`netdiff.inputs.resolve_feeds` reads it)."""
+        inputs = sample.inputs
+        if len(self.specs) == 1 and isinstance(inputs, Path) and inputs.suffix == ".npy":
+            from netdiff.inputs import fit_to_spec, load_array
+
+            spec = self.specs[0]
+            return {spec.name: fit_to_spec(load_array(inputs, f"input {spec.name}"), spec)}
         from netdiff.multisample import sample_feeds
 
         return sample_feeds(sample, self.specs, self.job.preprocess)
@@ -628,9 +635,10 @@ def sample_boxes(plan: Plan, ref: Mapping[str, np.ndarray], tgt: Mapping[str, np
 def output_cosine(plan: Plan, cosine: np.ndarray) -> float:
     """The lowest cosine over the graph outputs (over every layer when no output was compared)."""
     values = cosine[plan.outputs] if plan.outputs else cosine
-    if values.size == 0 or np.isnan(values).all():
+    nan = np.isnan(values)
+    if values.size == 0 or nan.all():
         return math.nan
-    return float(np.nanmin(values)) if not np.isnan(values).any() else -math.inf
+    return -math.inf if nan.any() else float(values.min())
 
 
 def converted_sources(reference: Any, target: Any, feeds: Mapping[str, np.ndarray], names: Sequence[str]

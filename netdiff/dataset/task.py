@@ -124,8 +124,12 @@ def sample_task(plan: Any, ref: Mapping[str, np.ndarray], tgt: Mapping[str, np.n
 
 
 def _margin(scores: np.ndarray, top: int) -> float:
-    rest = np.delete(scores, top)
-    return float(scores[top] - rest.max()) if rest.size else math.inf
+    """Top-1 minus top-2 score of finite ``scores`` (inf for a single score)."""
+    if scores.size < 2:
+        return math.inf
+    rest = scores.copy()
+    rest[top] = -math.inf  # the others are finite: the max is theirs
+    return float(scores[top] - rest.max())
 
 
 @dataclass
