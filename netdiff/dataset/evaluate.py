@@ -208,6 +208,7 @@ class _ModelRunner:
             self._names = [o.name for o in outputs if keep is None or o.name in keep]
             self.structure = {o.name: (o.op_type, tuple(o.inputs), o.node_name) for o in outputs}
             self._session = make_session(proto, outputs=self._names)
+        self._bindings: dict[int, tuple[Any, tuple, list[np.ndarray]]] | None = {} if self._session else None
 
     def dump(self, values: Mapping[str, np.ndarray]) -> Dump:
         """The values of the last run as a :class:`Dump` with op types, inputs and node names."""
@@ -227,7 +228,10 @@ class _ModelRunner:
     def _loader(self, name: str) -> Any:
         return lambda: np.asarray(self._values[name])
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, feeds: Mapping[str, np.ndarray], slot: int | None = None) -> dict[str, np.ndarray]:
+        """Every tensor of one run. With a ``slot`` (0 <= slot < :data:`BLOCK`), an ONNX session writes
+        into that slot's output arrays (onnxruntime I/O binding, bound once): no per-run allocation
+        and copy; the values are the same, and stay valid until the slot runs again."""
         feeds = {n: np.asarray(feeds[n]).astype(s.dtype, copy=False) for n, s in self.specs.items() if n in feeds}
         if self._session is None:
             self.last_dump = self.model.run(feeds)
@@ -235,12 +239,51 @@ class _ModelRunner:
         from netdiff.errors import ReferenceRunError
 
         try:
-            values = self._session.run(self._names, feeds)
+            values = self._bound_run(slot, feeds) if slot is not None and self._bindings is not None else None
+            if values is None:
+                values = self._session.run(self._names, feeds)
+                if slot is not None and self._bindings is not None:
+                    self._bind(slot, feeds, values)
         except Exception as e:  # onnxruntime's own exception types
             raise ReferenceRunError(f"{self.model.path}: onnxruntime failed: {str(e).splitlines()[0]}") from e
         out = dict(feeds)
         out.update(zip(self._names, values))
         return out
+
+    def _bound_run(self, slot: int, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray] | None:
+        """Run into ``slot``'s bound outputs, or None (no binding yet, other input shapes, or the
+        outputs' shapes changed: onnxruntime refuses a bound array of another shape)."""
+        found = self._bindings.get(slot)
+        if found is None:
+            return None
+        io, shapes, arrays = found
+        if tuple((n, v.shape, v.dtype) for n, v in feeds.items()) != shapes:
+            return None
+        for name, value in feeds.items():
+            io.bind_cpu_input(name, value if value.flags.c_contiguous else np.ascontiguousarray(value))
+        try:
+            self._session.run_with_iobinding(io)
+        except Exception:  # e.g. a data-dependent output shape: plain runs from now on
+            self._bindings = None
+            return None
+        return arrays
+
+    def _bind(self, slot: int, feeds: Mapping[str, np.ndarray], values: list[Any]) -> None:
+        """Bind ``slot``'s outputs to arrays shaped as ``values`` (none bound for a sequence, map,
+        string or empty output, or when onnxruntime refuses: plain runs from then on)."""
+        arrays = [np.empty_like(v, order="C") if isinstance(v, np.ndarray) and v.dtype.kind in "fiub" and v.size
+                  else None for v in values]
+        if any(a is None for a in arrays):
+            self._bindings = None
+            return
+        try:
+            io = self._session.io_binding()
+            for name, array in zip(self._names, arrays):
+                io.bind_output(name, "cpu", 0, array.dtype, list(array.shape), array.ctypes.data)
+        except Exception:  # onnxruntime's own exception types
+            self._bindings = None
+            return
+        self._bindings[slot] = (io, tuple((n, v.shape, v.dtype) for n, v in feeds.items()), arrays)
 
 
 #: Samples run stage by stage together (bounded: at most this many samples' tensors are held at once).
@@ -276,11 +319,11 @@ class Evaluator:
 
         return sample_feeds(sample, self.specs, self.job.preprocess)
 
-    def target_values(self, sample: Any, feeds: dict[str, np.ndarray], ref: dict[str, np.ndarray]
-                      ) -> dict[str, np.ndarray]:
-        """Every tensor of the target side for one sample."""
+    def target_values(self, sample: Any, feeds: dict[str, np.ndarray], ref: dict[str, np.ndarray],
+                      slot: int | None = None) -> dict[str, np.ndarray]:
+        """Every tensor of the target side for one sample (a target model runs into ``slot``'s outputs)."""
         if self.job.target_kind == "model":
-            raw = self.target.run(feeds)
+            raw = self.target.run(feeds, slot)
             return raw if self.job.sources is None else from_sources(self.job.sources, raw)
         if self.job.target_kind == "simulated":
             dump = self.target.dump(feeds, _as_dump(ref))
@@ -317,9 +360,9 @@ class Evaluator:
                     if stage == 0:
                         feeds[k] = self.feeds(sample)
                     elif stage == 1:
-                        refs[k] = self.reference.run(feeds[k])
+                        refs[k] = self.reference.run(feeds[k], slot=k)
                     else:
-                        tgts[k] = self.target_values(sample, feeds[k], refs[k])
+                        tgts[k] = self.target_values(sample, feeds[k], refs[k], slot=k)
                 except NetdiffError as e:
                     errors[k] = str(e).splitlines()[0] if str(e) else type(e).__name__
         out = []

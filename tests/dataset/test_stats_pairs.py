@@ -154,3 +154,59 @@ def test_measure_applies_layout_transforms_first():
     expected = metrics.compute_metrics(r, np.transpose(t, (0, 3, 1, 2)))
     assert got[0][0] == pytest.approx(expected.cosine, abs=1e-12)
     assert got[1][0] == pytest.approx(expected.rel_l2, rel=1e-9)
+
+
+def _runner(tmp_path, nodes, inputs, outputs):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from netdiff.dataset.evaluate import _ModelRunner
+    from netdiff.runners.onnxrt import OnnxModel
+
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    return _ModelRunner(OnnxModel(path))
+
+
+def test_bound_runs_give_the_plain_runs_values(tmp_path):
+    """Slot runs (I/O binding) equal plain runs, with input shapes that change between samples and an
+    output whose shape depends on the data (then the runner falls back to plain runs)."""
+    from onnx import helper
+
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Mul", ["r", "x"], ["m"]),
+             helper.make_node("Greater", ["x", "zero"], ["g"]), helper.make_node("Cast", ["g"], ["gf"], to=1),
+             helper.make_node("Compress", ["x", "g"], ["picked"], axis=1)]
+    from onnx import TensorProto
+
+    runner = _runner(tmp_path, [helper.make_node("Constant", [], ["zero"], value=helper.make_tensor(
+        "z", TensorProto.FLOAT, [], [0.0])), *nodes], [("x", [1, "n"])], ["m", "gf"])
+    rng = np.random.default_rng(0)
+    feeds = [rng.standard_normal((1, n)).astype(np.float32) for n in (5, 5, 5, 7, 7, 5)]
+    held = []
+    for k, x in enumerate(feeds):
+        got = runner.run({"x": x}, slot=k % 2)
+        plain = runner._session.run(runner._names, {"x": x})
+        for name, value in zip(runner._names, plain):
+            np.testing.assert_array_equal(got[name], value, err_msg=f"sample {k} {name}")
+        held.append({n: np.array(v) for n, v in got.items()})
+    assert runner._bindings is None  # "picked" changed shape with the data: plain runs now
+    again = [runner.run({"x": x}, slot=0) for x in feeds]
+    for a, b in zip(again, held):
+        assert all(np.array_equal(a[n], b[n]) for n in b)
+
+
+def test_bound_runs_with_static_shapes_stay_bound(tmp_path):
+    from onnx import helper
+
+    runner = _runner(tmp_path, [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Mul", ["r", "x"], ["m"])],
+                     [("x", [2, 3])], ["m"])
+    rng = np.random.default_rng(1)
+    blocks = [[rng.standard_normal((2, 3)).astype(np.float32) for _ in range(3)] for _ in range(3)]
+    for block in blocks:
+        outs = [runner.run({"x": x}, slot=k) for k, x in enumerate(block)]  # a block's slots coexist
+        for x, out in zip(block, outs):
+            np.testing.assert_array_equal(out["m"], np.maximum(x, 0) * x)
+    assert runner._bindings is not None and len(runner._bindings) == 3
