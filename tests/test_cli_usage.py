@@ -144,10 +144,13 @@ def test_help_is_grouped_with_metavars_that_say_what_is_expected():
 
 
 @pytest.mark.parametrize("flag", ["-O", "--option", "--target-option"])
-def test_target_reader_option_keeps_its_old_spelling(flag, tmp_path, cnn_path, cnn_input_path):
+def test_target_reader_option_keeps_its_old_spelling(flag, tmp_path, cnn_path, cnn_input_path, capsys):
     from netdiff.cli import main as run
 
-    assert run(["compare", str(cnn_path), str(cnn_path), "-i", str(cnn_input_path), flag, "side=runtime"]) == 0
+    # every spelling reaches the target's runner, which refuses an option it does not take
+    assert run(["compare", str(cnn_path), str(cnn_path), "-i", str(cnn_input_path), flag, "side=runtime"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("option(s) side do not apply to runner 'onnx' (it takes none)") and len(err.splitlines()) == 1
 
 
 def test_hwc_input_for_an_nchw_model_says_how_to_transpose(tmp_path, cnn_path, cnn_input_path, capsys):

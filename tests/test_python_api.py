@@ -140,3 +140,17 @@ def test_layer_repr_is_one_short_line(demo):
 def test_dump_repr_is_short(cnn_reference):
     text = repr(cnn_reference)
     assert text.startswith("<Dump ") and f"{len(cnn_reference)} tensors" in text and len(text) < 600
+
+
+def test_load_model_refuses_options_its_runner_does_not_take(cnn_path, tmp_path):
+    from netdiff.errors import ModelError
+    from netdiff.runners import load_model
+
+    with pytest.raises(ModelError, match=r"option\(s\) bogus do not apply to runner 'onnx' \(it takes none\)"):
+        load_model(cnn_path, bogus=1)
+    assert load_model(cnn_path, bogus=None).path == cnn_path  # None means "not given"
+    proto = tmp_path / "net.prototxt"
+    proto.write_text('name: "n"\ninput: "data"\ninput_shape { dim: 1 dim: 1 dim: 2 dim: 2 }\n')
+    with pytest.raises(ModelError, match=r"do not apply to runner 'caffe' \(it takes: weights\)"):
+        load_model(proto, side="x")
+    assert load_model(proto, weights=tmp_path / "w.caffemodel").weights == tmp_path / "w.caffemodel"

@@ -57,10 +57,11 @@ class Model:
     name: ClassVar[str] = ""
     #: File suffixes this runner recognises (lower case, with the dot).
     suffixes: ClassVar[tuple[str, ...]] = ()
+    #: Keyword options this runner takes (``-O KEY=VALUE``); :func:`load_model` refuses others.
+    options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, path: str | Path, **options: Any) -> None:
         self.path = Path(path)
-        self.options = options
 
     @classmethod
     def sniff(cls, path: Path) -> bool:
@@ -156,4 +157,9 @@ def load_model(path: str | Path, format: str | None = None, **options: Any) -> M
     if cls is None:
         known = _RUNNERS.known()
         raise ModelError(f"{path}: not a model netdiff can run (runners: {known})")
-    return cls(path, **{k: v for k, v in options.items() if v is not None})
+    given = {k: v for k, v in options.items() if v is not None}
+    unknown = sorted(set(given) - set(cls.options))
+    if unknown:
+        known = f" (it takes: {', '.join(cls.options)})" if cls.options else " (it takes none)"
+        raise ModelError(f"{path}: option(s) {', '.join(unknown)} do not apply to runner '{key}'{known}")
+    return cls(path, **given)
