@@ -87,7 +87,7 @@ def number(value: float | None, digits: int, style: str = "f") -> str:
     if isinstance(value, float) and math.isnan(value):
         return "nan"
     if math.isinf(value) or abs(value) >= 1e300:
-        return "inf" if value > 0 else "-inf"
+        return "∞" if value > 0 else "−∞"  # as the gain column and the notebook view
     return f"{value:.2e}" if style == "e" else f"{value:.{digits}f}"
 
 
