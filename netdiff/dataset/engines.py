@@ -14,7 +14,7 @@ import pickle
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from netdiff.dataset.evaluate import BLOCK, Evaluator, Job, SampleResult
+from netdiff.dataset.evaluate import Evaluator, Job, SampleResult
 from netdiff.errors import NetdiffError
 
 ENGINES = ("local", "dask")
@@ -72,8 +72,11 @@ def run_samples(job: Job, samples: Sequence[Any], *, jobs: int = 1, engine: str 
     if engine == "dask":
         yield from _dask(job, indexed, address)
     elif jobs <= 1 or len(indexed) <= 1:
-        for start in range(0, len(indexed), BLOCK):
-            yield from evaluate_batch(job, indexed[start:start + BLOCK])
+        start = 0
+        while start < len(indexed):  # a block at a time (the evaluator sizes its blocks)
+            size = _evaluator(job).block_size
+            yield from evaluate_batch(job, indexed[start:start + size])
+            start += size
     else:
         yield from _processes(job, indexed, jobs)
 

@@ -286,8 +286,10 @@ class _ModelRunner:
         self._bindings[slot] = (io, tuple((n, v.shape, v.dtype) for n, v in feeds.items()), arrays)
 
 
-#: Samples run stage by stage together (bounded: at most this many samples' tensors are held at once).
+#: Samples run stage by stage together: at most this many samples' tensors are held at once, and
+#: at most :data:`BLOCK_BYTES` of them (a large model runs one sample at a time).
 BLOCK = 16
+BLOCK_BYTES = 32 << 20
 
 
 class Evaluator:
@@ -305,6 +307,7 @@ class Evaluator:
             self.target = pickle.loads(job.prepared)
         self._weights: dict[str, Any] | None = None
         self._steps: tuple[tuple[str, ...], list] | None = None
+        self._block_size = 0  # set by the first measured sample
 
     def feeds(self, sample: Any) -> dict[str, np.ndarray]:
         """The sample's model inputs (a single-input model's ``.npy`` sample read directly, as
@@ -343,9 +346,21 @@ class Evaluator:
         the caches: on small models that is a third of the per-sample cost). Results are those of
         measuring each sample alone."""
         out: list[SampleResult] = []
-        for start in range(0, len(batch), BLOCK):
-            out.extend(self._block(batch[start:start + BLOCK]))
+        start = 0
+        while start < len(batch):
+            size = self.block_size
+            out.extend(self._block(batch[start:start + size]))
+            start += size
         return out
+
+    @property
+    def block_size(self) -> int:
+        """Samples per block: 1 until a sample was measured, then as many as fit in :data:`BLOCK_BYTES`."""
+        return self._block_size or 1
+
+    def _size_blocks(self, ref: Mapping[str, Any], tgt: Mapping[str, Any]) -> None:
+        held = sum(getattr(v, "nbytes", 0) for v in ref.values()) + sum(getattr(v, "nbytes", 0) for v in tgt.values())
+        self._block_size = max(1, min(BLOCK, BLOCK_BYTES // max(1, held)))
 
     def _block(self, block: Sequence[tuple[int, Any]]) -> list[SampleResult]:
         errors: dict[int, str] = {}
@@ -372,6 +387,8 @@ class Evaluator:
                 out.append(SampleResult(index, sample.id, np.full(n, np.nan), np.full(n, np.nan), ["error"] * n,
                                         None, error=errors[k]))
             else:
+                if not self._block_size:
+                    self._size_blocks(refs[k], tgts[k])
                 out.append(self._measured(index, sample, refs[k], tgts[k]))
             feeds[k] = refs[k] = tgts[k] = None  # each sample's tensors freed once measured
         return out

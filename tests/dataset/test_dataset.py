@@ -108,6 +108,22 @@ def test_jobs_2_identical_to_jobs_1(data, local_json):
     assert json.dumps(two, sort_keys=True) == local_json
 
 
+def test_one_sample_blocks_identical_to_the_default_blocks(data, local_json, monkeypatch):
+    """A model too large for a block of samples runs one sample at a time: the same report."""
+    from netdiff.dataset import engines, evaluate
+
+    root, qdq, samples, _ = data
+    monkeypatch.setattr(evaluate, "BLOCK_BYTES", 1)
+    engines._EVALUATORS.clear()
+    try:
+        one = report_to_json(compare_dataset(RNET, qdq, samples, jobs=1))
+        (evaluator,) = engines._EVALUATORS.values()
+        assert evaluator.block_size == 1
+    finally:
+        engines._EVALUATORS.clear()
+    assert json.dumps(one, sort_keys=True) == local_json
+
+
 def test_labels_give_both_accuracies(data, tmp_path):
     root, qdq, samples, _ = data
     truth = _truth(qdq, samples)
