@@ -210,3 +210,20 @@ def test_bound_runs_with_static_shapes_stay_bound(tmp_path):
         for x, out in zip(block, outs):
             np.testing.assert_array_equal(out["m"], np.maximum(x, 0) * x)
     assert runner._bindings is not None and len(runner._bindings) == 3
+
+
+def test_small_exact_pairs_are_memoized_by_content():
+    from netdiff.verdict import status_of
+
+    th = Thresholds()
+    pairs = [(np.zeros(1, np.float32), np.zeros(1, np.float32)), (np.zeros(1, np.float32), np.ones(1, np.float32)),
+             (np.array([np.nan, 1.0], np.float32), np.array([1.0, 1.0], np.float32)),
+             (np.zeros((2, 2)), np.full((2, 2), -0.0)), (np.zeros(100, np.float32), np.zeros(100, np.float32))]
+    for r, t in pairs:
+        for _ in range(2):  # the second call is the memoized one
+            got = evaluate._exact(r, t, th)
+            m = metrics.compute_metrics(r, t)
+            assert repr(got) == repr((m.cosine, m.rel_l2, status_of(th, m)))
+    r, t = np.array([1.0, 2.0], np.float32), np.array([1.0, 2.2], np.float32)  # rel_l2 0.09
+    assert evaluate._exact(r, t, th)[2] == "diverged"
+    assert evaluate._exact(r, t, Thresholds(cosine=0.9, rel_l2=0.5))[2] == "ok"  # thresholds are part of the key
