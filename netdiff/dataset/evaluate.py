@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from itertools import repeat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -498,8 +499,8 @@ def measure(plan: Plan, ref: Mapping[str, np.ndarray], tgt: Mapping[str, np.ndar
     n = len(plan.names)
     cosine, rel = np.full(n, np.nan), np.full(n, np.nan)
     status = ["error"] * n
-    rs = [ref.get(name) for name in plan.names]
-    ts = [tgt.get(name) for name in plan.targets]
+    rs = list(map(ref.get, plan.names))
+    ts = list(map(tgt.get, plan.targets))
     for i, transform in enumerate(plan.transforms):
         if transform is None:
             continue
@@ -540,13 +541,11 @@ def _from_sums(plan: Plan, sums: np.ndarray, cosine: np.ndarray, rel: np.ndarray
         seen = taken & (count > 0)
         names = plan.names
         if seen.all():
-            for name, r, span in zip(names, np.sqrt(s2 / count).tolist(), (hi - lo).tolist()):
-                stats[name] = (r, span)
+            stats.update(zip(names, zip(np.sqrt(s2 / count).tolist(), (hi - lo).tolist())))
         else:
             seen = np.flatnonzero(seen)
-            for i, r, span in zip(seen.tolist(), np.sqrt(s2[seen] / count[seen]).tolist(),
-                                  (hi[seen] - lo[seen]).tolist()):
-                stats[names[i]] = (r, span)
+            stats.update(zip(map(names.__getitem__, seen.tolist()),
+                             zip(np.sqrt(s2[seen] / count[seen]).tolist(), (hi[seen] - lo[seen]).tolist())))
     good = taken & (bad == 0) & (rr > 0) & (xx > 0)
     th = plan.thresholds
     every = good.all()
@@ -558,14 +557,14 @@ def _from_sums(plan: Plan, sums: np.ndarray, cosine: np.ndarray, rel: np.ndarray
             return
         rr, xx, rx, dd = rr[idx], xx[idx], rx[idx], dd[idx]
     rn, xn = np.sqrt(rr), np.sqrt(xx)
-    square = np.array([v ** 2 for v in (xn - rn).tolist()])
+    square = np.array(list(map(float.__pow__, (xn - rn).tolist(), repeat(2.0))))  # Python's ** (libm pow)
     c = np.where(dd <= (NEAR * NEAR) * np.minimum(rr, xx), 1.0 - (dd - square) / (2.0 * rn * xn), rx / (rn * xn))
     c = np.maximum(np.minimum(c, 1.0), -1.0)
     e = np.sqrt(dd / rr)
     ok = ((c >= th.cosine) & (e <= th.rel_l2)).tolist()
     if every:
         cosine[:], rel[:] = c, e
-        status[:] = [_STATUS[k] for k in ok]
+        status[:] = map(_STATUS.__getitem__, ok)
         return
     cosine[idx], rel[idx] = c, e
     for i, k in zip(idx.tolist(), ok):
