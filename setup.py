@@ -33,6 +33,7 @@ class OptionalBuildExt(build_ext):
         # (the module refuses to load on a CPU lacking the level; its results do not depend on it).
         unix = self.compiler.compiler_type == "unix"
         level = flags.requested_level()
+        ext.define_macros = [*ext.define_macros, flags.digest_define(ext.sources[0])]
         attempts = [flags.compile_flags(level), flags.compile_flags("portable")] if unix else [[]]
         for extra in attempts:
             ext.extra_compile_args = extra

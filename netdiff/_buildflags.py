@@ -69,6 +69,29 @@ def compile_flags(level: str) -> list[str]:
     return [*BASE_FLAGS, *march]
 
 
+SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_fastmetrics.c")
+
+
+def source_digest(path: str = SOURCE) -> str | None:
+    """First 16 hex digits of the SHA-256 of the kernel's source, or None when the file is absent.
+
+    Compiled into the module (``SOURCE_DIGEST``) so netdiff can tell a kernel built from an older
+    source (an editable checkout updated without ``pip install -e .``) and not use it.
+    """
+    import hashlib
+
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()[:16]
+    except OSError:
+        return None
+
+
+def digest_define(path: str = SOURCE) -> tuple[str, str]:
+    """The (name, value) C macro carrying :func:`source_digest` of ``path``."""
+    return "ND_SOURCE_DIGEST", f'"{source_digest(path) or ""}"'
+
+
 def build_kernel(level: str, out_dir: str, source: str | None = None) -> str:
     """Compile the kernel at ``level`` into ``out_dir`` as setup.py would (unix compilers); returns the .so path.
 
@@ -77,10 +100,12 @@ def build_kernel(level: str, out_dir: str, source: str | None = None) -> str:
     import subprocess
     import sysconfig
 
-    source = source or os.path.join(os.path.dirname(os.path.abspath(__file__)), "_fastmetrics.c")
+    source = source or SOURCE
     out = os.path.join(out_dir, "_fastmetrics" + sysconfig.get_config_var("EXT_SUFFIX"))
     cc = (sysconfig.get_config_var("CC") or "cc").split()
-    cmd = [*cc, "-shared", "-fPIC", *compile_flags(level), f"-I{sysconfig.get_paths()['include']}", source, "-o", out]
+    name, value = digest_define(source)
+    cmd = [*cc, "-shared", "-fPIC", *compile_flags(level), f"-D{name}={value}", f"-I{sysconfig.get_paths()['include']}",
+           source, "-o", out]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     return out
 

@@ -37,6 +37,9 @@
 #else
 #define ND_NOINLINE
 #endif
+#ifndef ND_SOURCE_DIGEST /* set by setup.py / _buildflags.build_kernel: SHA-256 prefix of this file */
+#define ND_SOURCE_DIGEST ""
+#endif
 #define SEG 2048 /* elements per segment: both sides stay in L1 */
 #define LANES 8 /* fixed lanes of the float32 loops */
 #define FBLOCK 16 /* float32 terms per lane before a float64 spill */
@@ -794,7 +797,8 @@ PyMODINIT_FUNC PyInit__fastmetrics(void) {
     }
     fill_half_table();
     PyObject *m = PyModule_Create(&module);
-    if (m && (PyModule_AddStringConstant(m, "BUILD_LEVEL", ND_LEVEL) < 0 || 0))
+    if (m && (PyModule_AddStringConstant(m, "BUILD_LEVEL", ND_LEVEL) < 0 ||
+              PyModule_AddStringConstant(m, "SOURCE_DIGEST", ND_SOURCE_DIGEST) < 0))
         Py_CLEAR(m);
     return m;
 }

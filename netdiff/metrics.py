@@ -61,7 +61,24 @@ def _load_fast():
         from netdiff import _fastmetrics
     except ImportError:
         return None
-    return _fastmetrics
+    return _fastmetrics if _current(_fastmetrics) else None
+
+
+def _current(kernel) -> bool:
+    """False, with a warning, for a kernel built from another version of the source beside it (an
+    editable checkout updated without ``pip install -e .``): its numbers could differ from the code's."""
+    from netdiff import _buildflags
+
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_fastmetrics.c")
+    digest = _buildflags.source_digest(source)
+    if digest is None or getattr(kernel, "SOURCE_DIGEST", None) == digest:
+        return True
+    import logging
+
+    logging.getLogger("netdiff").warning(
+        "netdiff's C kernel was built from an older netdiff/_fastmetrics.c; using the numpy path "
+        "(run `pip install -e .` to rebuild it)")
+    return False
 
 
 _fast = _load_fast()

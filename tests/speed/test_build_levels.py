@@ -163,3 +163,18 @@ def test_build_flags():
     assert _buildflags.requested_level({}) == _buildflags.cpu_levels()[-1]
     with pytest.raises(ValueError):
         _buildflags.requested_level({"NETDIFF_BUILD_LEVEL": "native"})
+
+
+def test_a_kernel_built_from_another_source_is_not_used(kernels, tmp_path, caplog):
+    """A stale build (source changed since) is refused with a warning: its numbers could differ."""
+    for kernel in kernels.values():
+        assert kernel.SOURCE_DIGEST == _buildflags.source_digest()
+        assert metrics._current(kernel)
+    edited = tmp_path / "_fastmetrics.c"
+    edited.write_bytes(open(_buildflags.SOURCE, "rb").read() + b"/* edited */\n")
+    (tmp_path / "out").mkdir()
+    stale = _buildflags.load_kernel(_buildflags.build_kernel("portable", str(tmp_path / "out"), str(edited)))
+    assert stale.SOURCE_DIGEST == _buildflags.source_digest(str(edited)) != _buildflags.source_digest()
+    with caplog.at_level("WARNING", logger="netdiff"):
+        assert not metrics._current(stale)
+    assert "pip install -e ." in caplog.text
