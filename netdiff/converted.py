@@ -173,6 +173,9 @@ def adapt_target(reference_model: Any, target_model: Any, reference: Dump, targe
       tensor it quantizes; the quantizer's renamed outputs content-checked), Q/DQ outputs target-only.
     * QOperator: quantized outputs dequantized with the scale and zero point the model holds.
     * onnxruntime NCHWc (ORT_ENABLE_ALL): blocked tensors unpacked to NCHW.
+    * QDQ and QOperator: a tensor that is a quantized value (a DequantizeLinear output, a
+      dequantized QOperator output) carries ``meta["output_quantization"]``
+      (:func:`output_quantization`).
     * every kind: outputs of helper ops (Cast, Q/DQ, Reorder) are target-only; reference tensors
       a fusion removed are listed in ``meta["not_observable"]``.
     """
@@ -183,6 +186,8 @@ def adapt_target(reference_model: Any, target_model: Any, reference: Dump, targe
         target = _dequantized(target_model, reference, target)
         _quantized_inputs(target_model, target, {t.name: t.load() for t in target if t.name in _entry_tensors(target_model)},
                           dequantize=True)
+    if kind in ("qdq", "qoperator"):
+        _attach_output_quantization(target_model, target)
     target = _unpack_nchwc(target_model, reference, target)
     _mark_internals(target_model, reference, target)
     target.meta.setdefault("graph_kind", kind)
@@ -248,6 +253,78 @@ def input_quantization(model: Any) -> dict[str, dict[str, Any]]:
     return found
 
 
+def quantized_range(scale: float, zero_point: int, kind: Any) -> list[float] | None:
+    """The float range an integer type represents with ``scale`` / ``zero_point``:
+    ``[(qmin - zp) * s, (qmax - zp) * s]`` (computed in float32, as DequantizeLinear does), or None
+    for a type numpy has no integer limits for."""
+    try:
+        dtype = np.dtype(kind)
+    except TypeError:
+        return None
+    if dtype.kind not in "iu":
+        return None
+    info, s, z = np.iinfo(dtype), np.float32(scale), np.float32(zero_point)
+    return [float((np.float32(info.min) - z) * s), float((np.float32(info.max) - z) * s)]
+
+
+def output_quantization(model: Any) -> dict[str, dict[str, Any]]:
+    """DequantizeLinear output -> the quantization it went through: ``scale``, ``zero_point``,
+    ``type`` (of the integer tensor) and ``range`` (:func:`quantized_range`); ``quantized`` names the
+    integer tensor. Per-tensor scales only: a per-channel DequantizeLinear (``axis``, a weight) is
+    left out, as are scales held by neither an initializer nor a Constant."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    constants = {n.output[0]: n.attribute[0].t for n in graph.node
+                 if n.op_type == "Constant" and n.output and n.attribute and n.attribute[0].HasField("t")}
+
+    def array(name: str) -> Any:
+        if name in inits:
+            return numpy_helper.to_array(inits[name])
+        return numpy_helper.to_array(constants[name]) if name in constants else None
+
+    found: dict[str, dict[str, Any]] = {}
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear" or len(node.input) < 2 or not node.output:
+            continue
+        scale = array(node.input[1])
+        zero = array(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if scale is None or np.size(scale) != 1 or scale.dtype.kind != "f" or (zero is not None and np.size(zero) != 1):
+            continue
+        if zero is not None:
+            kind = zero.dtype
+        else:
+            elem = _elem_type(model, node.input[0], inits)
+            kind = helper.tensor_dtype_to_np_dtype(elem) if elem else np.dtype(np.uint8)  # ONNX's default
+        z = int(np.ravel(zero)[0]) if zero is not None else 0
+        limits = quantized_range(float(np.ravel(scale)[0]), z, kind)
+        if limits is None:
+            continue
+        found[node.output[0]] = {"scale": float(np.ravel(scale)[0]), "zero_point": z, "type": np.dtype(kind).name,
+                                 "range": limits, "quantized": node.input[0]}
+    return found
+
+
+def _attach_output_quantization(model: Any, dump: Dump) -> None:
+    """Put :func:`output_quantization` on the dump's tensors that hold a DequantizeLinear output
+    (under its own name or placed on a float tensor, ``meta["simulated_tensor"]``); QOperator tensors
+    :func:`_dequantized` made carry it already. Graph inputs carry ``input_quantization`` instead."""
+    from dataclasses import replace
+
+    table = output_quantization(model)
+    skip = set(dump.graph_inputs) | set(dump.target_only)
+    for name, tensor in list(dump.tensors.items()):
+        meta = dict(tensor.meta or {})
+        if name in skip or "output_quantization" in meta:
+            continue
+        held = meta.get("simulated_tensor") or name
+        if held in table:
+            q = table[held]
+            meta["output_quantization"] = {k: q[k] for k in ("scale", "zero_point", "type", "range", "quantized")}
+            dump.tensors[name] = replace(tensor, meta=meta)
+
+
 def _entry_tensors(model: Any) -> set[str]:
     return {q["quantized"] for q in input_quantization(model).values()}
 
@@ -288,11 +365,15 @@ def _dequantized(target_model: Any, reference: Dump, target: Dump) -> Dump:
             return ((np.asarray(t.load(), dtype=np.float32) - np.float32(z)) * np.float32(s)).astype(np.float32)
 
         ref = reference[base]
+        meta = {**dict(tensor.meta), "dequantized_from": name, "scale": float(scale), "zero_point": int(zero),
+                "reference_op": ref.op_type}
+        limits = quantized_range(scale, zero, tensor.dtype)
+        if limits is not None:
+            meta["output_quantization"] = {"scale": float(scale), "zero_point": int(zero),
+                                           "type": np.dtype(tensor.dtype).name, "range": limits, "quantized": name}
         tensors[base] = type(tensor)(name=base, shape=tensor.shape, dtype="float32", loader=load, layout=tensor.layout,
                                      op_type=tensor.op_type, order=tensor.order, inputs=tensor.inputs,
-                                     source=tensor.source, meta={**dict(tensor.meta), "dequantized_from": name,
-                                                                 "scale": float(scale), "zero_point": int(zero),
-                                                                 "reference_op": ref.op_type})
+                                     source=tensor.source, meta=meta)
     dump = Dump(tensors=tensors, source=target.source, format=target.format, graph_inputs=list(target.graph_inputs),
                 graph_outputs=list(target.graph_outputs), meta=dict(target.meta),
                 target_only=[*target.target_only, *internal])

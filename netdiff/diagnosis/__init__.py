@@ -8,6 +8,7 @@ from netdiff.diagnosis.base import Context, diagnose, register_rule, rule_names
 
 from netdiff.diagnosis import fused  # noqa: E402,F401  (registration)
 from netdiff.diagnosis import input_quant  # noqa: E402,F401
+from netdiff.diagnosis import output_quant  # noqa: E402,F401
 from netdiff.diagnosis import inputs  # noqa: E402,F401
 from netdiff.diagnosis import lint_findings  # noqa: E402,F401
 from netdiff.diagnosis import numeric  # noqa: E402,F401

@@ -127,7 +127,7 @@ def second_introductions(context: Context) -> list[str]:
             m = layer.metrics
             if layer.introduced or m is None or layer.status != "diverged" or not isolated_wrong(context, layer):
                 continue
-            if layer.name in context.behind_shape_mismatch() or _looks_fused(layer):
+            if layer.name in context.behind_shape_mismatch() or looks_fused(layer):
                 continue
             rel = layer.extra["isolated"].get("rel_l2")
             if rel is None or not math.isfinite(rel) or rel < max(CLEAR_REL_L2, context.report.thresholds.rel_l2):
@@ -139,7 +139,7 @@ def second_introductions(context: Context) -> list[str]:
     return context._memo["second_introductions"]
 
 
-def _looks_fused(layer: LayerResult) -> bool:
+def looks_fused(layer: LayerResult) -> bool:
     """True when the target may hold an activation of the layer (no negative value where the reference has
     some: a Conv+Relu fused by the converter), which its isolated re-run would wrongly count as its own error."""
     from netdiff.diagnosis.fused import ACTIVATIONS

@@ -2,7 +2,8 @@
 folded by the Caffe export) quantized per channel by onnxruntime: int8 costs rel_l2 0.1-0.5 on most
 layers, which the noise model must read as noisy, not diverged; where the accumulated int8 error
 passes rel_l2 0.5 (a box head: 3 of the 9 face boxes are lost) the layer is diverged, and no layer
-is blamed for it."""
+is blamed for it; one box-head layer is past its calibrated range (the finding quantization_saturation,
+fitted on its re-run)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,13 @@ def slim(tmp_path_factory):
 def test_per_channel_int8_of_a_deep_detector_is_noisy_not_diverged(slim, fmt):
     float_path, paths, x = slim
     report = netdiff.compare(float_path, paths[fmt], {"input": x})
-    assert not [f for f in report.findings if f.severity == "error"], [f.message for f in report.findings]
+    errors = [f for f in report.findings if f.severity == "error"]
+    # The one error: the face pushes a box-head Relu past the range the synthetic calibration images gave it
+    # (0.9 % of its values, up to 5.1 against 2.07), and quantizing its re-run with that clip reproduces it.
+    assert [f.kind for f in errors] == ["quantization_saturation"], [f.message for f in report.findings]
+    ev = errors[0].evidence
+    assert ev["fitted_on"] == "isolated" and ev["clipped"]["cosine"] > 0.9999 and ev["unclipped"]["cosine"] < 0.99
+    assert 0 < ev["above_fraction"] < 0.02 and ev["below_fraction"] == 0
     counts = report.summary()["counts"]
     assert counts["noisy"] >= 20  # beyond rel_l2 0.05, within what int8 costs there
     assert counts["missing_in_target"] == counts["missing_in_reference"] == 0

@@ -58,4 +58,5 @@ def test_qoperator_clipped_input_is_named(converted):
                              {"input": out_of_range_input()})
     assert report.first_divergence == "input"
     assert [f.kind for f in report.findings if f.layer == "input"] == ["quantization_saturation"]
-    assert not [f for f in report.findings if f.layer == "/features/conv1/Conv_output_0"]
+    # conv1 is not blamed: only the fusion (QLinearConv holds its Relu) is reported there
+    assert [f.kind for f in report.findings if f.layer == "/features/conv1/Conv_output_0"] == ["fused_activation"]
