@@ -180,9 +180,37 @@ def isolate_layer(index: NodeIndex, layer: LayerResult, by_name: Mapping[str, La
         return None
     runner, feeds, used, target_out = prepared
     out = rerun_output(runner, feeds, layer.name)
+    through = fused_activation_of(layer)
+    if out is not None and through is not None:
+        out = run_activation(index, through, layer.name, out)
     if out is None or out.shape != target_out.shape:
         return None
-    return {"isolated": compute_metrics(out, target_out).as_dict(), "isolated_inputs": used}
+    extra = {"isolated": compute_metrics(out, target_out).as_dict(), "isolated_inputs": used}
+    if through is not None:
+        extra["isolated_through"] = through
+    return extra
+
+
+def fused_activation_of(layer: LayerResult) -> str | None:
+    """The activation a layer's target holds fused (re-aligned by :mod:`netdiff.diagnosis.fused`): the
+    reference tensor it was measured against, ``"relu"`` for relu(reference), or None."""
+    info = layer.extra.get("fused_activation") if layer.extra else None
+    if not isinstance(info, dict):
+        return None
+    against = str(info.get("measured_against") or "")
+    return "relu" if against.startswith("relu(") else (against or None)
+
+
+def run_activation(index: NodeIndex, activation: str, layer_name: str, value: np.ndarray) -> np.ndarray | None:
+    """``value`` (the layer's re-run) through the reference node producing ``activation`` when it reads
+    only the layer (and initializers), so a re-run compares with a target holding the fused pair; None
+    when that node cannot be run on it (a BatchNormalization fold followed by an activation, ...)."""
+    if activation == "relu":
+        return np.maximum(value, 0)
+    runner = index.runner(activation)
+    if runner is None or runner.inputs != [layer_name]:
+        return None
+    return rerun_output(runner, {layer_name: value}, activation)
 
 
 #: With ``which="origins"``, diverged layers after an origin are re-run too (a second fault after the first)

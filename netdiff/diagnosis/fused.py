@@ -196,14 +196,16 @@ def fused_activation(context: Context) -> Iterator[Finding]:
         info = layer.extra.get("fused_activation")
         if not isinstance(info, dict):
             continue
-        context.claim(layer.name)
+        if layer.status == "ok":  # re-aligned beyond the thresholds: the later rules still look for a cause
+            context.claim(layer.name)
         yield Finding(
             "fused_activation", layer.name, "info",
             f"The target's {layer.target_name} holds {info['activation']}({layer.name}): the converter fused the "
             f"{'folded op' if info['activation'] in FOLDED else 'activation'} into {layer.op_type or 'the op'}; "
             f"netdiff compared it with {info['measured_against']} instead"
-            + (f" (still {layer.status}, cosine {info['cosine_after']:.5f}: the error its inputs carry, not the "
-               f"fusion's; by name it reads {info['cosine_before']:.5f})."
+            + (f" (still {layer.status}, cosine {info['cosine_after']:.5f}: "
+               f"{'its own error' if layer.introduced else 'the error its inputs carry'}, not the fusion's; "
+               f"by name it reads {info['cosine_before']:.5f})."
                if info.get("accepted") == "clearly better" and info.get("cosine_after") is not None
                and info.get("cosine_before") is not None else "."),
             info, "nothing to change: the fusion is expected (pass a fusion map to name it explicitly)")

@@ -85,6 +85,8 @@ def _isolated_evidence(layer: LayerResult) -> dict:
         evidence["inputs_from_reference"] = list(used["reference"])
     if used.get("recomputed"):
         evidence["recomputed_from"] = sorted({t for names in used["recomputed"].values() for t in names})
+    if layer.extra.get("isolated_through"):  # the target holds the layer's fused activation
+        evidence["isolated_through"] = layer.extra["isolated_through"]
     return evidence
 
 

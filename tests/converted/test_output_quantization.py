@@ -107,3 +107,25 @@ def test_output_quantization_meta(converted):
     table = output_quantization(onnx.load(converted("small_cnn", "qdq-per-channel")))
     assert f"{GEMM}_DequantizeLinear_Output" in table
     assert "classifier.weight_DequantizeLinear_Output" not in table  # per-channel weights: left out
+
+
+def test_a_wrong_fused_conv_is_still_blamed(converted, tmp_path):
+    """Negative control for the fused re-alignment beyond the thresholds: QLinearConv conv2 with two
+    output channels' weights swapped (in-range input). Its row is re-aligned to relu2 (cosine 0.99, not
+    0.64 by name) but stays diverged, is the origin, and its re-run through the Relu blames it."""
+    model = onnx.load(converted("small_cnn", "qoperator-per-channel"))
+    for init in model.graph.initializer:
+        if init.name == "/features/conv2.weight_quantized":
+            w = numpy_helper.to_array(init).copy()
+            w[[0, 3]] = w[[3, 0]]
+            init.CopyFrom(numpy_helper.from_array(w, init.name))
+    broken = tmp_path / "small_cnn.conv2-swapped.onnx"
+    onnx.save(model, broken)
+    spec = MODELS["small_cnn"]
+    report = netdiff.compare(spec["path"], broken, {"input": spec["test"]()})
+    conv2 = report.layer("/features/conv2/Conv_output_0")
+    assert conv2.extra["fused_activation"]["accepted"] == "clearly better" and conv2.status == "diverged"
+    assert report.first_divergence == conv2.name
+    assert conv2.extra["isolated_through"] == "/features/relu2/Relu_output_0"
+    kinds = [f.kind for f in report.findings if f.layer == conv2.name]
+    assert "introduced_error" in kinds and "quantization_saturation" not in kinds, kinds
