@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 
 JobsOpt = Annotated[int | None, typer.Option(
-    "--jobs", "-j", metavar="N", rich_help_panel="Samples", help="Worker processes for a samples directory (default: the machine's cores); "
-                                "the results do not depend on it.")]
+    "--jobs", "-j", metavar="N", rich_help_panel="Samples", help="Worker processes for a samples directory (default: the machine's cores, once the samples "
+                                "take long enough to pay for starting them); the results do not depend on it.")]
 EngineOpt = Annotated[str, typer.Option(
     "--engine", metavar="[local|dask]", rich_help_panel="Samples", help="Where samples run: local (worker processes) or dask (a Dask cluster, see --address; "
                      "pip install 'netdiff[dask]').")]

@@ -44,7 +44,8 @@ def compare_dataset(reference: Any, target: Any, samples: Any, *, reference_form
         reference_format, target_format, reference_options, target_options: As in
             :func:`netdiff.compare`.
         preprocess: :class:`netdiff.calibration.Preprocess` for image samples.
-        jobs: Worker processes (default: the machine's cores); results do not depend on it.
+        jobs: Worker processes (default: the machine's cores, started once the first block shows the
+            samples left would take over a few seconds here); results do not depend on it.
         engine: "local" or "dask" (with ``address``, the scheduler).
         diagnose_worst: Samples diagnosed in full (findings, isolated re-runs), worst first.
         labels: {sample id: class} or a labels file: accuracy of both sides.
@@ -154,7 +155,8 @@ def _evaluate(items: Sequence[Any], full: Callable[[Any], Report], make_job: Cal
     progress.start(f"comparing {len(items)} samples", len(items))
     try:
         pending: list[Any] = []
-        for result in run_samples(job, items, jobs=jobs or default_jobs(), engine=engine, address=address):
+        for result in run_samples(job, items, jobs=jobs or default_jobs(), engine=engine, address=address,
+                                      adaptive=jobs is None):
             pending.append(result)
             if len(pending) >= BLOCK:  # folded a block at a time (bounded)
                 aggregate.add_many(pending)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -18,6 +19,10 @@ from netdiff.dataset.evaluate import Evaluator, Job, SampleResult
 from netdiff.errors import NetdiffError
 
 ENGINES = ("local", "dask")
+#: With the default --jobs, worker processes start only when the samples left would take this long
+#: in this process (measured on the first block): a spawned worker costs about a second to start,
+#: so below this one process finishes sooner.
+WORKERS_PAY_AFTER_S = 3.0
 
 _EVALUATORS: dict[str, Evaluator] = {}  # per process: job key -> evaluator (built once)
 
@@ -63,8 +68,13 @@ def evaluate_batch(job: Job, batch: Sequence[tuple[int, Any]]) -> list[SampleRes
 
 
 def run_samples(job: Job, samples: Sequence[Any], *, jobs: int = 1, engine: str = "local",
-                address: str | None = None) -> Iterator[SampleResult]:
-    """Evaluate every sample and yield the results in sample order."""
+                address: str | None = None, adaptive: bool = False) -> Iterator[SampleResult]:
+    """Evaluate every sample and yield the results in sample order.
+
+    ``adaptive`` (the default --jobs): the first block runs in this process, and ``jobs`` workers
+    start for the rest only when it would take more than :data:`WORKERS_PAY_AFTER_S` here. The
+    results are the same either way.
+    """
     if engine not in ENGINES:
         raise NetdiffError(f"unknown engine {engine!r}; engines: {', '.join(ENGINES)}")
     job.key = job.key or job_key(job)
@@ -72,13 +82,26 @@ def run_samples(job: Job, samples: Sequence[Any], *, jobs: int = 1, engine: str 
     if engine == "dask":
         yield from _dask(job, indexed, address)
     elif jobs <= 1 or len(indexed) <= 1:
-        start = 0
-        while start < len(indexed):  # a block at a time (the evaluator sizes its blocks)
-            size = _evaluator(job).block_size
-            yield from evaluate_batch(job, indexed[start:start + size])
-            start += size
+        yield from _in_process(job, indexed)
     else:
+        if adaptive:
+            size = _evaluator(job).block_size  # built before the clock starts
+            started = time.perf_counter()
+            yield from evaluate_batch(job, indexed[:size])
+            per_sample = (time.perf_counter() - started) / min(size, len(indexed))
+            indexed = indexed[size:]
+            if per_sample * len(indexed) < WORKERS_PAY_AFTER_S:
+                yield from _in_process(job, indexed)
+                return
         yield from _processes(job, indexed, jobs)
+
+
+def _in_process(job: Job, indexed: list[tuple[int, Any]]) -> Iterator[SampleResult]:
+    start = 0
+    while start < len(indexed):  # a block at a time (the evaluator sizes its blocks)
+        size = _evaluator(job).block_size
+        yield from evaluate_batch(job, indexed[start:start + size])
+        start += size
 
 
 def _batches(indexed: list[tuple[int, Any]], workers: int, per_worker: int = 8, most: int = 32

@@ -108,6 +108,39 @@ def test_jobs_2_identical_to_jobs_1(data, local_json):
     assert json.dumps(two, sort_keys=True) == local_json
 
 
+def test_default_jobs_keep_a_short_run_in_this_process(data, local_json, monkeypatch):
+    """30 sub-millisecond samples: starting workers would cost more than the work; the same report."""
+    from netdiff.dataset import engines
+
+    root, qdq, samples, _ = data
+
+    def no_workers(*args):
+        raise AssertionError("workers started for a run shorter than WORKERS_PAY_AFTER_S")
+
+    monkeypatch.setattr(engines, "_processes", no_workers)
+    monkeypatch.setattr(engines, "default_jobs", lambda: 2)
+    monkeypatch.setattr("netdiff.dataset.default_jobs", lambda: 2)
+    default = report_to_json(compare_dataset(RNET, qdq, samples))
+    assert json.dumps(default, sort_keys=True) == local_json
+
+
+def test_default_jobs_start_workers_after_the_first_block_when_they_pay(data, local_json, monkeypatch):
+    """The first block in this process, the rest in workers: the same report as --jobs 1."""
+    from netdiff.dataset import engines
+
+    root, qdq, samples, _ = data
+    started = []
+    processes = engines._processes
+    monkeypatch.setattr(engines, "_processes", lambda job, indexed, jobs: started.append(len(indexed)) or
+                        processes(job, indexed, jobs))
+    monkeypatch.setattr(engines, "WORKERS_PAY_AFTER_S", 0.0)
+    monkeypatch.setattr("netdiff.dataset.default_jobs", lambda: 2)
+    default = report_to_json(compare_dataset(RNET, qdq, samples))
+    assert json.dumps(default, sort_keys=True) == local_json
+    (evaluator,) = engines._EVALUATORS.values()
+    assert started == [COUNT - evaluator.block_size]
+
+
 def test_one_sample_blocks_identical_to_the_default_blocks(data, local_json, monkeypatch):
     """A model too large for a block of samples runs one sample at a time: the same report."""
     from netdiff.dataset import engines, evaluate
