@@ -46,7 +46,8 @@ def input_saturation(context: Context) -> Iterator[Finding]:
             pick(context,
                  onnxruntime="calibrate on data representative of the inputs the model gets (covering their "
                              "range), or widen the input's range (extra_options TensorQuantOverrides "
-                             f"{{{name!r}: [{{'rmin': {rlo:.4g}, 'rmax': {rhi:.4g}}}]}})",
+                             f"{{{name!r}: [{{'rmin': np.float32({rlo:.4g}), 'rmax': np.float32({rhi:.4g})}}]}}; "
+                             "onnxruntime wants numpy floats there)",
                  generic="calibrate on data representative of the inputs the model gets, or widen the input's "
                          "quantization range to cover them"))
 

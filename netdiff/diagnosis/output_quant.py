@@ -59,8 +59,9 @@ def output_saturation(context: Context) -> Iterator[Finding]:
             pick(context,
                  onnxruntime="calibrate on data representative of the inputs the model gets (covering their range), "
                              "or widen this tensor's range (extra_options TensorQuantOverrides "
-                             f"{{{found['quantized_tensor_of']!r}: [{{'rmin': {min(rlo, lo):.4g}, "
-                             f"'rmax': {max(rhi, hi):.4g}}}]}}), or exclude the node from quantization "
+                             f"{{{found['quantized_tensor_of']!r}: [{{'rmin': np.float32({min(rlo, lo):.4g}), "
+                             f"'rmax': np.float32({max(rhi, hi):.4g})}}]}}; onnxruntime wants numpy floats there), "
+                             "or exclude the node from quantization "
                              f"(nodes_to_exclude=['{node_name(layer)}'])",
                  generic="calibrate on data representative of the inputs the model gets, or widen this tensor's "
                          "quantization range to cover its values"))

@@ -17,7 +17,7 @@ from netdiff.converted import adapt_target, output_quantization
 from netdiff.pipeline import run_model
 from netdiff.runners.base import load_model
 
-from .conftest import MODELS
+from .conftest import MODELS, _quantize, quiet
 from .test_input_quantization import out_of_range_input
 
 GEMM = "/classifier/Gemm_output_0"
@@ -129,3 +129,24 @@ def test_a_wrong_fused_conv_is_still_blamed(converted, tmp_path):
     assert conv2.extra["isolated_through"] == "/features/relu2/Relu_output_0"
     kinds = [f.kind for f in report.findings if f.layer == conv2.name]
     assert "introduced_error" in kinds and "quantization_saturation" not in kinds, kinds
+
+
+def test_the_suggested_overrides_make_it_clean(converted, tmp_path):
+    """The fix the findings give (TensorQuantOverrides covering the values seen, for the input and the
+    Gemm), applied with the real quantizer, leaves no saturation and no diverged layer."""
+    spec = MODELS["small_cnn"]
+    report = netdiff.compare(spec["path"], converted("small_cnn", "qdq-per-tensor"), {"input": out_of_range_input()})
+    found = {f.layer: f for f in report.findings if f.kind == "quantization_saturation"}
+    assert set(found) == {"input", GEMM}
+    lo, hi = found["input"].evidence["input_range"]
+    overrides = {"input": [{"rmin": np.float32(lo), "rmax": np.float32(hi)}]}
+    ev = found[GEMM].evidence
+    assert "np.float32(" in found[GEMM].suggestion and ev["quantized_tensor_of"] in found[GEMM].suggestion
+    overrides[ev["quantized_tensor_of"]] = [{"rmin": np.float32(min(ev["value_range"][0], ev["quantized_range"][0])),
+                                             "rmax": np.float32(max(ev["value_range"][1], ev["quantized_range"][1]))}]
+    fixed = tmp_path / "small_cnn.qdq-overrides.onnx"
+    with quiet():
+        _quantize(spec, fixed, tmp_path, fmt="qdq", per_channel=False, extra={"TensorQuantOverrides": overrides})
+    again = netdiff.compare(spec["path"], fixed, {"input": out_of_range_input()})
+    assert not [f for f in again.findings if f.kind == "quantization_saturation"]
+    assert again.first_divergence is None and again.summary()["counts"]["diverged"] == 0
