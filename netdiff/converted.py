@@ -348,8 +348,15 @@ def _quantized_inputs(model: Any, dump: Dump, values: dict[str, Any], dequantize
 
 
 def _dequantized(target_model: Any, reference: Dump, target: Dump) -> Dump:
-    """QOperator: ``X_quantized`` (uint8/int8) becomes ``X`` = (q - zero_point) * scale."""
+    """QOperator: ``X_quantized`` (uint8/int8) becomes ``X`` = (q - zero_point) * scale.
+
+    A float ``X`` the model computes and then quantizes (``QuantizeLinear(X) -> X_quantized``, e.g. a
+    float Transpose or Relu before a QLinear op) is replaced by that quantized copy, as a QDQ
+    model's DequantizeLinear output stands for its tensor: every consumer reads the copy (clipping and
+    rounding included). Graph inputs are left to :func:`_quantized_inputs`.
+    """
     params = quantization_params(target_model)
+    producers = {o: n for n in target_model.graph.node for o in n.output if o}
     tensors = dict(target.tensors)
     internal: list[str] = []
     for name, tensor in target.tensors.items():
@@ -357,7 +364,11 @@ def _dequantized(target_model: Any, reference: Dump, target: Dump) -> Dump:
             continue
         base = name[: -len("_quantized")] if name.endswith("_quantized") else None
         internal.append(name)
-        if base is None or base not in reference or base in target.tensors:
+        if base is None or base not in reference or base in target.graph_inputs:
+            continue
+        quantizer = producers.get(name)
+        requantized = quantizer is not None and quantizer.op_type == "QuantizeLinear" and quantizer.input[0] == base
+        if base in target.tensors and not requantized:
             continue
         scale, zero = params[name]
 
@@ -367,12 +378,16 @@ def _dequantized(target_model: Any, reference: Dump, target: Dump) -> Dump:
         ref = reference[base]
         meta = {**dict(tensor.meta), "dequantized_from": name, "scale": float(scale), "zero_point": int(zero),
                 "reference_op": ref.op_type}
+        like = tensor
+        if base in target.tensors:  # the float value before QuantizeLinear gives way to its quantized copy
+            meta["replaces_float_value"] = True
+            like = target.tensors[base]
         limits = quantized_range(scale, zero, tensor.dtype)
         if limits is not None:
             meta["output_quantization"] = {"scale": float(scale), "zero_point": int(zero),
                                            "type": np.dtype(tensor.dtype).name, "range": limits, "quantized": name}
-        tensors[base] = type(tensor)(name=base, shape=tensor.shape, dtype="float32", loader=load, layout=tensor.layout,
-                                     op_type=tensor.op_type, order=tensor.order, inputs=tensor.inputs,
+        tensors[base] = type(tensor)(name=base, shape=tensor.shape, dtype="float32", loader=load, layout=like.layout,
+                                     op_type=like.op_type, order=like.order, inputs=like.inputs,
                                      source=tensor.source, meta=meta)
     dump = Dump(tensors=tensors, source=target.source, format=target.format, graph_inputs=list(target.graph_inputs),
                 graph_outputs=list(target.graph_outputs), meta=dict(target.meta),

@@ -57,6 +57,9 @@ def test_dump_of_qdq_model_names_input_clipping(qdq_dumps):
     assert [f.kind for f in report.findings if f.layer == "input"] == ["quantization_saturation"]
     assert not [f for f in report.findings if f.layer in ("/features/relu1/Relu_output_0",
                                                           "/features/conv1/Conv_output_0")]
+    # the skeleton's Q/DQ scales give the Gemm output's quantized range: its saturation is named from the dump too
+    gemm = [f for f in report.findings if f.layer == "/classifier/Gemm_output_0"]
+    assert [f.kind for f in gemm] == ["quantization_saturation"] and gemm[0].evidence["clipped"]["cosine"] > 0.999
 
 
 def test_float_model_dump_records_no_graph(tmp_path):

@@ -150,3 +150,18 @@ def test_the_suggested_overrides_make_it_clean(converted, tmp_path):
     again = netdiff.compare(spec["path"], fixed, {"input": out_of_range_input()})
     assert not [f for f in again.findings if f.kind == "quantization_saturation"]
     assert again.first_divergence is None and again.summary()["counts"]["diverged"] == 0
+
+
+@pytest.mark.parametrize("kind", ["qdq-per-tensor", "qoperator-per-channel"])
+def test_a_quantized_transpose_of_the_input_is_named(converted, kind):
+    """The R-Net transposes its NHWC input, then quantizes it: a wide input is clipped there. QOperator
+    quantizes the float Transpose output (QuantizeLinear -> QLinearConv): its quantized copy stands for it,
+    so the clip is named at the Transpose, not blamed on the first Conv."""
+    spec = MODELS["rnet"]
+    x = (1.5 * np.random.default_rng(5).standard_normal(spec["test"]().shape)).astype(np.float32)
+    report = netdiff.compare(spec["path"], converted("rnet", kind), {spec["input"]: x})
+    assert report.first_divergence == "adjusted_input2"
+    found = [f for f in report.findings if f.layer == "adjusted_input2"]
+    assert [f.kind for f in found] == ["quantization_saturation"]
+    assert found[0].evidence["clipped"]["cosine"] > 0.9999 and found[0].evidence["unclipped"]["cosine"] < 0.95
+    assert not [f for f in report.findings if f.kind == "introduced_error"], [f.message for f in report.findings]
