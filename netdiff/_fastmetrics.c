@@ -360,6 +360,42 @@ static const float *as_f32(const void *src, int kind, Py_ssize_t start, Py_ssize
     return out;
 }
 
+/* The pass-1 sums of one pair, segment by segment; with ``ch`` (4 x channels, added to) also the
+ * per-channel sums, segments then ending at channel boundaries (``inner`` elements per channel block,
+ * the pair starting ``offset`` elements into the tensor). Called without the GIL. */
+static void pair_sums(const Pair *p, double eps, double *ch, Py_ssize_t channels, Py_ssize_t inner,
+                      Py_ssize_t offset, Acc *a) {
+    memset(a, 0, sizeof *a);
+    a->dmin = a->side_lo[0] = a->side_lo[1] = INFINITY;
+    a->dmax = a->side_hi[0] = a->side_hi[1] = -INFINITY;
+    a->count = p->size;
+    const int narrow = p->kr != K_F64 && p->kx != K_F64;
+    double rbuf[SEG], xbuf[SEG];
+    float rf[SEG], xf[SEG];
+    Py_ssize_t pos = 0;
+    while (pos < p->size) {
+        Py_ssize_t len = p->size - pos < SEG ? p->size - pos : SEG, c = 0;
+        if (ch) {
+            Py_ssize_t flat = offset + pos, left = inner - flat % inner;
+            c = (flat / inner) % channels;
+            if (left < len) len = left;
+        }
+        Seg seg;
+        int done = narrow && fast_segment_f32(as_f32(p->r, p->kr, pos, len, rf), as_f32(p->x, p->kx, pos, len, xf),
+                                              len, eps, a, &seg);
+        if (!done) {
+            const double *r, *x;
+            if (p->kr == K_F64) r = (const double *)p->r + pos; else { widen(p->r, p->kr, pos, len, rbuf); r = rbuf; }
+            if (p->kx == K_F64) x = (const double *)p->x + pos; else { widen(p->x, p->kx, pos, len, xbuf); x = xbuf; }
+            if (!fast_segment(r, x, len, eps, a, &seg)) slow_segment(r, x, len, eps, a, &seg);
+        }
+        if (ch) {
+            ch[c] += seg.rr; ch[channels + c] += seg.xx; ch[2 * channels + c] += seg.dd; ch[3 * channels + c] += seg.rx;
+        }
+        pos += len;
+    }
+}
+
 /* stats(ref, tgt, kind_ref, kind_tgt, eps, channel_sums or None, channels, inner, offset)
  * channel_sums: float64, 4 x channels (Σr², Σx², Σ(x-r)², Σrx per channel), added to. */
 static PyObject *stats(PyObject *self, PyObject *args) {
@@ -383,36 +419,8 @@ static PyObject *stats(PyObject *self, PyObject *args) {
         ch = (double *)bc.buf;
     }
     Acc a;
-    memset(&a, 0, sizeof a);
-    a.dmin = a.side_lo[0] = a.side_lo[1] = INFINITY;
-    a.dmax = a.side_hi[0] = a.side_hi[1] = -INFINITY;
-    a.count = p.size;
-    const int narrow = p.kr != K_F64 && p.kx != K_F64;
     Py_BEGIN_ALLOW_THREADS
-    double rbuf[SEG], xbuf[SEG];
-    float rf[SEG], xf[SEG];
-    Py_ssize_t pos = 0;
-    while (pos < p.size) {
-        Py_ssize_t len = p.size - pos < SEG ? p.size - pos : SEG, c = 0;
-        if (has_ch) {
-            Py_ssize_t flat = offset + pos, left = inner - flat % inner;
-            c = (flat / inner) % channels;
-            if (left < len) len = left;
-        }
-        Seg seg;
-        int done = narrow && fast_segment_f32(as_f32(p.r, p.kr, pos, len, rf), as_f32(p.x, p.kx, pos, len, xf), len,
-                                              eps, &a, &seg);
-        if (!done) {
-            const double *r, *x;
-            if (p.kr == K_F64) r = (const double *)p.r + pos; else { widen(p.r, p.kr, pos, len, rbuf); r = rbuf; }
-            if (p.kx == K_F64) x = (const double *)p.x + pos; else { widen(p.x, p.kx, pos, len, xbuf); x = xbuf; }
-            if (!fast_segment(r, x, len, eps, &a, &seg)) slow_segment(r, x, len, eps, &a, &seg);
-        }
-        if (has_ch) {
-            ch[c] += seg.rr; ch[channels + c] += seg.xx; ch[2 * channels + c] += seg.dd; ch[3 * channels + c] += seg.rx;
-        }
-        pos += len;
-    }
+    pair_sums(&p, eps, ch, channels, inner, offset, &a);
     Py_END_ALLOW_THREADS
     if (has_ch) PyBuffer_Release(&bc);
     PyBuffer_Release(&br);
@@ -447,17 +455,19 @@ ND_NOINLINE static void kl_segment_f32(const float *r, const float *x, Py_ssize_
     const float rlo = norm[0], rs = norm[1], xlo = norm[2], xs = norm[3];
     Py_ssize_t i = 0;
     int j, rows = 0;
+#define ND_KL_LANE(k)                                                                          \
+    do {                                                                                       \
+        float q = (r[i + (k)] - rlo) * rs, pv = (x[i + (k)] - xlo) * xs;                       \
+        q = q > floor_ ? q : floor_;                                                           \
+        pv = pv > floor_ ? pv : floor_;                                                        \
+        fsp[k] += pv;                                                                          \
+        fsq[k] += q;                                                                           \
+        fcr[k] += pv * fast_logf(pv / q);                                                      \
+    } while (0)
     for (; i + LANES <= len; i += LANES) {
         ND_PREFETCH(r, i + PF_DIST);
         ND_PREFETCH(x, i + PF_DIST);
-        for (j = 0; j < LANES; j++) {
-            float q = (r[i + j] - rlo) * rs, pv = (x[i + j] - xlo) * xs;
-            q = q > floor_ ? q : floor_;
-            pv = pv > floor_ ? pv : floor_;
-            fsp[j] += pv;
-            fsq[j] += q;
-            fcr[j] += pv * fast_logf(pv / q);
-        }
+        for (j = 0; j < LANES; j++) ND_KL_LANE(j);
         if (++rows == FBLOCK) {
             for (j = 0; j < LANES; j++) {
                 dsp[j] += fsp[j]; dsq[j] += fsq[j]; dcr[j] += fcr[j];
@@ -466,14 +476,8 @@ ND_NOINLINE static void kl_segment_f32(const float *r, const float *x, Py_ssize_
             rows = 0;
         }
     }
-    for (j = 0; i + j < len; j++) { /* the tail, lane by lane as above */
-        float q = (r[i + j] - rlo) * rs, pv = (x[i + j] - xlo) * xs;
-        q = q > floor_ ? q : floor_;
-        pv = pv > floor_ ? pv : floor_;
-        fsp[j] += pv;
-        fsq[j] += q;
-        fcr[j] += pv * fast_logf(pv / q);
-    }
+    for (j = 0; i + j < len; j++) ND_KL_LANE(j); /* the tail, lane by lane */
+#undef ND_KL_LANE
     double sp = 0, sq = 0, cross = 0;
     for (j = 0; j < LANES; j++) {
         sp += dsp[j] + (double)fsp[j]; sq += dsq[j] + (double)fsq[j]; cross += dcr[j] + (double)fcr[j];
@@ -653,31 +657,6 @@ static int format_kind(const Py_buffer *b) {
     return -1;
 }
 
-/* The pass-1 sums of one pair, segment by segment as stats() without channel sums. */
-static void pair_sums(const Pair *p, double eps, Acc *a) {
-    memset(a, 0, sizeof *a);
-    a->dmin = a->side_lo[0] = a->side_lo[1] = INFINITY;
-    a->dmax = a->side_hi[0] = a->side_hi[1] = -INFINITY;
-    a->count = p->size;
-    const int narrow = p->kr != K_F64 && p->kx != K_F64;
-    double rbuf[SEG], xbuf[SEG];
-    float rf[SEG], xf[SEG];
-    Py_ssize_t pos = 0;
-    while (pos < p->size) {
-        Py_ssize_t len = p->size - pos < SEG ? p->size - pos : SEG;
-        Seg seg;
-        int done = narrow && fast_segment_f32(as_f32(p->r, p->kr, pos, len, rf), as_f32(p->x, p->kx, pos, len, xf),
-                                              len, eps, a, &seg);
-        if (!done) {
-            const double *r, *x;
-            if (p->kr == K_F64) r = (const double *)p->r + pos; else { widen(p->r, p->kr, pos, len, rbuf); r = rbuf; }
-            if (p->kx == K_F64) x = (const double *)p->x + pos; else { widen(p->x, p->kx, pos, len, xbuf); x = xbuf; }
-            if (!fast_segment(r, x, len, eps, a, &seg)) slow_segment(r, x, len, eps, a, &seg);
-        }
-        pos += len;
-    }
-}
-
 /* A C-contiguous float buffer of ``o`` (its kind, or -1 with no buffer held and no error set). */
 static int float_buffer(PyObject *o, Py_buffer *b) {
     if (o == Py_None || PyObject_GetBuffer(o, b, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
@@ -738,7 +717,7 @@ static PyObject *stats_pairs(PyObject *self, PyObject *args) {
     for (i = 0; i < n; i++) {
         if (!held[i]) continue;
         Acc a;
-        pair_sums(&pairs[i], eps, &a);
+        pair_sums(&pairs[i], eps, NULL, 0, 0, 0, &a);
         double *o = out + i * PAIR_FIELDS;
         o[0] = 1.0; o[1] = a.rr; o[2] = a.xx; o[3] = a.rx; o[4] = a.dd;
         o[5] = (double)a.side_n[0]; o[6] = a.side_s2[0]; o[7] = a.side_lo[0]; o[8] = a.side_hi[0];

@@ -69,8 +69,7 @@ def _current(kernel) -> bool:
     editable checkout updated without ``pip install -e .``): its numbers could differ from the code's."""
     from netdiff import _buildflags
 
-    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_fastmetrics.c")
-    digest = _buildflags.source_digest(source)
+    digest = _buildflags.source_digest()  # netdiff/_fastmetrics.c beside this module
     if digest is None or getattr(kernel, "SOURCE_DIGEST", None) == digest:
         return True
     import logging

@@ -39,15 +39,11 @@ def unaccounted_origins(context: Context) -> list[str]:
 
 def _right_alone(context: Context, layer: LayerResult) -> bool:
     """True when the layer's isolated re-run is within the thresholds or the precision's noise (it accumulated)."""
-    from netdiff.diagnosis._common import isolated_noise
+    from netdiff.diagnosis._common import isolated_wrong
 
     iso = layer.extra.get("isolated") if layer.extra else None
-    if not isinstance(iso, dict) or iso.get("cosine") is None:
-        return False
-    cos, rel = iso["cosine"], iso.get("rel_l2")
-    th = context.report.thresholds
-    within = cos >= th.cosine and (rel is None or rel <= th.rel_l2)
-    return within or isolated_noise(context, layer, cos, rel) is not None
+    has_run = isinstance(iso, dict) and iso.get("cosine") is not None
+    return has_run and not isolated_wrong(context, layer)
 
 
 @register_rule("unexplained")
